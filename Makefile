@@ -1,0 +1,50 @@
+# uniformer-bench — developer entry points.
+#
+#   make reproduce   # create .venv if missing, install pinned deps, write reports/models_imagenet.md
+#   make test        # full test suite (incl. the end-to-end smoke pipeline)
+#   make test-fast   # tests without the e2e marker
+#   make bench       # micro-benchmarks -> benchmarks/out/
+#   make clean       # remove build/test/run artefacts (keeps .venv; `make distclean` removes it too)
+
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PIP_INSTALL_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast reproduce bench clean distclean
+
+help:
+	@echo "targets: venv test test-fast reproduce bench clean distclean"
+
+# Create the virtualenv only when it is missing (also accepts one made by someone else).
+$(VPY):
+	$(PY) -m venv $(VENV)
+
+# (Re)install only when pyproject.toml or requirements.lock is newer than the stamp.
+# The venv is an order-only prerequisite: its mtime must not trigger a reinstall.
+$(STAMP): pyproject.toml requirements.lock | $(VPY)
+	$(VPY) -m pip install $(PIP_INSTALL_ARGS) -c requirements.lock -e .
+	@touch $@
+
+venv: $(STAMP)
+
+test: venv
+	$(VPY) -m pytest -q
+
+test-fast: venv
+	$(VPY) -m pytest -q -m "not e2e"
+
+reproduce: venv
+	$(VENV)/bin/uniformer profile --task imagenet
+
+bench: venv
+	$(VPY) benchmarks/bench_models.py
+
+clean:
+	rm -rf build/ dist/ *.egg-info .pytest_cache .snakemake/ benchmarks/out/ logs/
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

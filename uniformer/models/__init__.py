@@ -1,0 +1,12 @@
+"""UniFormer model families, registered in timm on import."""
+from .blocks import Attention, GlobalBlock, LocalBlock
+from .uniformer import UniFormer
+from .uniformer_light import PrunedGlobalBlock, UniFormerLight
+from .fused import set_fused_attn
+
+IMAGE_MODELS = (
+    "uniformer_xxs", "uniformer_xs",
+    "uniformer_small", "uniformer_small_plus", "uniformer_small_plus_dim64", "uniformer_base", "uniformer_base_ls",
+    "uniformer_small_tl", "uniformer_small_dim64_tl", "uniformer_small_plus_tl", "uniformer_small_plus_dim64_tl",
+    "uniformer_base_tl", "uniformer_base_dim64_tl", "uniformer_large_ls_tl",
+)

@@ -1,0 +1,1 @@
+"""Profiling: parameter and FLOP counts (fvcore), latency/throughput/memory, machine GEMM rates."""
