@@ -82,3 +82,13 @@ def generate_default_cfgs_from_paper(model_names) -> dict:
     missing = set(model_names) - {k.split(".")[0] for k in cfgs}
     assert not missing, f"no published ImageNet row for {sorted(missing)}"
     return generate_default_cfgs(cfgs)
+
+
+def refuse_download(variant: str, pretrained: bool, kwargs: dict) -> None:
+    """``pretrained=True`` would make timm look for a URL; we ship none. Point at the local-file route instead."""
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    if pretrained and not (overlay.get("file") or overlay.get("state_dict")):
+        raise ValueError(
+            f"{variant}: no weights are downloaded by uniformer-bench. Download the official checkpoint yourself and "
+            f"load it with uniformer.load_checkpoint(model, path) (or --checkpoint PATH), or pass "
+            f"pretrained_cfg_overlay=dict(file=path).")

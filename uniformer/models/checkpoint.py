@@ -5,6 +5,7 @@ timm/OpenMMLab: ``state_dict``), and DDP runs prefix keys with ``module.``. Load
 ``strict=True`` by default and always ``torch.load(weights_only=True)``: a file that needs
 arbitrary unpickling is refused rather than executed.
 """
+import argparse
 import os
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional
@@ -13,6 +14,9 @@ import torch
 import torch.nn as nn
 
 WRAPPER_KEYS = ("model", "model_state", "state_dict", "model_ema", "state_dict_ema")
+# The DeiT and timm trainers store their argparse.Namespace next to the weights; it is plain data
+# (attribute dict), so it is allowed through weights_only loading. Nothing else is.
+SAFE_GLOBALS = [argparse.Namespace]
 
 
 class CheckpointError(RuntimeError):
@@ -28,7 +32,8 @@ def read_checkpoint(path: str) -> dict:
         from safetensors.torch import load_file
         return load_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError or a corrupt/truncated file
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):

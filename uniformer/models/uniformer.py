@@ -18,7 +18,7 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._features import feature_take_indices
 
 from .blocks import GlobalBlock, LocalBlock, drop_path_rates, init_weights, make_patch_embeds
-from .cfgs import generate_default_cfgs_from_paper
+from .cfgs import generate_default_cfgs_from_paper, refuse_download
 
 __all__ = ["UniFormer"]
 
@@ -257,6 +257,7 @@ default_cfgs = generate_default_cfgs_from_paper(MODEL_ARGS)
 
 
 def _create_uniformer(variant: str, pretrained: bool = False, **kwargs) -> UniFormer:
+    refuse_download(variant, pretrained, kwargs)
     args = dict(MODEL_ARGS[variant])
     args.update(kwargs)
     out_indices = args.pop("out_indices", (0, 1, 2, 3))

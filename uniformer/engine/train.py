@@ -1,0 +1,443 @@
+"""``uniformer train <table>``: train a model with the recipe of params.yaml (smoke or paper profile).
+
+    uniformer train imagenet [--model NAME] [--profile smoke|paper] [--data-root DIR] [--out DIR]
+                             [--resume] [--checkpoint PATH] [key=value ...]
+    torchrun --nproc_per_node N -m uniformer.cli train imagenet ...     # DistributedDataParallel
+
+Outputs in ``--out`` (default ``runs/train/<table>/<model>/<profile>``): ``config.yaml`` (resolved config),
+``last.pth`` (after every epoch, atomically: model, optimizer, scheduler, grad scaler, EMA, RNG states,
+counters), ``best.pth`` (best val top-1: weights + config) and, at the end, ``metrics.json``. Per-epoch
+metrics go to MLflow (run ``train/<model>/<profile>`` in experiment ``<table>``).
+
+Reproducibility: every process seeds python / numpy / torch with ``seed + rank``; the order and
+augmentation of each epoch come from a loader seed drawn from a data generator seeded with ``seed``, so a
+run stopped after any epoch and resumed with ``--resume`` (all RNG states restored from ``last.pth``)
+ends bitwise-identical to an uninterrupted run on CPU.
+"""
+import argparse
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+TABLES = ("imagenet",)
+
+
+def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
+    """Let ``key=value`` overrides follow options (``train imagenet --model x epochs=3 lr=1e-3``).
+
+    argparse fills a ``nargs='*'`` positional only once, from the first run of positionals; later
+    ``key=value`` words come back as unknown arguments, which this collects into ``args.overrides``.
+    """
+    parse_known = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extra = parse_known(args, namespace)
+        more = [a for a in extra if "=" in a and not a.startswith("-")]
+        ns.overrides = list(getattr(ns, "overrides", None) or []) + more
+        return ns, [a for a in extra if a not in more]
+
+    p.parse_known_args = parse_known_args
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", choices=TABLES, help="which table's data set / recipe")
+    p.add_argument("--model", help="registered model name, optionally with a tag (uniformer_small_tl.in1k_384); "
+                                   "default: the profile's model")
+    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
+    p.add_argument("--data-root", help="data set root (default: params.yaml data.<table>.<profile>.root)")
+    p.add_argument("--out", help="output folder (default: runs/train/<table>/<model>/<profile>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    p.add_argument("--checkpoint", help="initial weights (ours or official); a classifier of another size is "
+                                        "re-initialised (fine-tuning)")
+    p.add_argument("--stop-after-epoch", type=int, default=None, metavar="K",
+                   help="exit after epoch K's checkpoint, as if killed there (for resume tests)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--params", help="params file (default: $UNIFORMER_PARAMS or ./params.yaml)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. epochs=3 lr=1e-3")
+    _accept_trailing_overrides(p)
+
+
+def run(args) -> int:
+    from ..config import active_profile, load_params
+    from .recipe import resolve_train_config
+
+    params = load_params(args.params)
+    profile = active_profile(params, args.profile)
+    cfg = resolve_train_config(params, args.table, profile, args.model, args.overrides)
+    train(cfg, table=args.table, profile=profile, data_root=args.data_root, out=args.out, resume=args.resume,
+          init_checkpoint=args.checkpoint, stop_after_epoch=args.stop_after_epoch, device=args.device,
+          progress=not args.no_progress)
+    return 0
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def default_out(table: str, model: str, profile: str) -> Path:
+    return Path("runs") / "train" / table / model / profile
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def ensure_synthetic_data(root: Path, data_cfg: Dict[str, Any], is_main: bool) -> None:
+    """Smoke profile: write the synthetic set described by ``data.<table>.<profile>.synth`` if ``root`` has none."""
+    if (root / "manifest.json").is_file() or (root / "train").is_dir() or not data_cfg.get("synth"):
+        return
+    if is_main:
+        from ..data.synth_imagenet import write_synthetic_imagenet
+
+        s = data_cfg["synth"]
+        print(f"{root}: no data set; writing the synthetic one ({s})", file=sys.stderr)
+        write_synthetic_imagenet(root, int(s["classes"]), int(s["train_per_class"]), int(s["val_per_class"]),
+                                 int(s["size"]), int(s["seed"]))
+
+
+class _Shard:
+    """Every ``world``-th sample from ``rank`` (distributed eval without the padding of DistributedSampler)."""
+
+    def __init__(self, dataset, rank: int, world: int):
+        self.dataset, self.indices = dataset, list(range(rank, len(dataset), world))
+
+    def __len__(self):
+        return len(self.indices)
+
+    def get_checked(self, i):
+        return self.dataset.get_checked(self.indices[i])
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+
+def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, epoch: int):
+    """The loader of one epoch: order and worker seeds are functions of ``epoch_seed`` (and the rank)."""
+    from ..data.imagenet import build_loader
+
+    bs, workers = int(cfg["batch_size"]), int(cfg["workers"])
+    if cfg["repeated_aug"]:
+        # Repeated augmentation (DeiT's RASampler = timm's RepeatAugSampler), 3 repeats per image.
+        from timm.data.distributed_sampler import RepeatAugSampler
+        from torch.utils.data import DataLoader
+
+        from ..data.imagenet import _Checked, collate_checked
+
+        import torch
+
+        # the sampler shuffles with a generator seeded by its "epoch": give it the epoch's loader seed
+        sampler = RepeatAugSampler(dataset, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
+                                   selected_round=256 if len(dataset) >= 256 * dist_info.world_size else 0)
+        sampler.set_epoch(epoch_seed)
+        gen = torch.Generator().manual_seed(epoch_seed + 1_000_003 * dist_info.rank)
+        return DataLoader(_Checked(dataset), batch_size=bs, sampler=sampler, num_workers=workers,
+                          collate_fn=collate_checked, drop_last=True, generator=gen,
+                          pin_memory=dist_info.device.type == "cuda")
+    loader = build_loader(dataset, bs, shuffle=True, num_workers=workers, seed=epoch_seed,
+                          distributed=dist_info.distributed, drop_last=True,
+                          pin_memory=dist_info.device.type == "cuda")
+    if dist_info.distributed:
+        loader.sampler.set_epoch(epoch)
+        loader.generator.manual_seed(epoch_seed + 1_000_003 * dist_info.rank)  # worker seeds differ per rank
+    return loader
+
+
+def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, channels_last: bool = False,
+                    desc: Optional[str] = None, progress: bool = False):
+    """(AccuracyCounter, skipped samples) of ``model`` on ``loader`` in this process."""
+    import torch
+    from tqdm import tqdm
+
+    from .metrics import AccuracyCounter
+
+    counter, skipped = AccuracyCounter(num_classes), 0
+    model.eval()
+    with torch.no_grad():
+        for images, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
+                                               dynamic_ncols=True):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(images)
+            counter.update(logits, targets)
+            skipped += int(n_skipped)
+    return counter, skipped
+
+
+# --- training ---------------------------------------------------------------------------------------------
+def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", data_root: Optional[str] = None,
+          out: Optional[str] = None, resume: bool = False, init_checkpoint: Optional[str] = None,
+          stop_after_epoch: Optional[int] = None, device: str = "auto", progress: bool = True
+          ) -> Optional[Dict[str, Any]]:
+    """Train with the resolved ``cfg``; returns the final metrics (None if stopped early by ``stop_after_epoch``)."""
+    import numpy as np  # noqa: F401
+    import torch
+    import yaml
+    from tqdm import tqdm
+
+    from ..config import ConfigError, config_hash
+    from ..data.imagenet import ImageNetFolder, build_loader, dataset_manifest_hash
+    from ..io import write_json, write_text
+    from ..tracking import start_run
+    from . import distributed as D
+    from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint,
+                                restore_rng_state, save_checkpoint)
+    from .recipe import (autocast_dtype, build_ema, build_loss, build_mixup, build_model, build_optimizer,
+                         build_scheduler, build_train_transform, build_eval_transform, global_batch,
+                         has_token_labelling, scaled_lr, train_img_size)
+
+    t_start = time.perf_counter()
+    dist_info = D.init_distributed(device)
+    rank, world, dev = dist_info.rank, dist_info.world_size, dist_info.device
+    show = progress and dist_info.is_main
+    try:
+        out_dir = Path(out) if out else default_out(table, cfg["model"], profile)
+        ckpt = None
+        if resume:
+            ckpt = load_training_checkpoint(out_dir / "last.pth")
+            if config_hash({k: v for k, v in ckpt["config"].items() if k != "data"}) != config_hash(
+                    {k: v for k, v in cfg.items() if k != "data"}) and dist_info.is_main:
+                print("note: resuming with the recipe stored in last.pth (it differs from the one resolved now)",
+                      file=sys.stderr)
+            cfg = ckpt["config"]
+            if ckpt.get("world_size", world) != world:
+                raise ConfigError(f"{out_dir / 'last.pth'} was written by {ckpt['world_size']} processes; resume "
+                                  f"with the same number (now {world}) to keep the recipe and data order")
+        root = Path(data_root or cfg["data"]["root"])
+        cfg["data"]["root"] = str(root)
+        ensure_synthetic_data(root, cfg["data"], dist_info.is_main)
+        D.barrier()
+
+        seed_everything(int(cfg["seed"]) + rank, bool(cfg["deterministic"]))
+        amp_dtype = autocast_dtype(cfg["amp"])
+        accum = int(cfg["accum_steps"])
+
+        # data sets (the transform needs the model's mean / std, the model needs the number of classes)
+        train_set = ImageNetFolder(root, "train")
+        val_set = ImageNetFolder(root, "val", class_index=train_set.classes)
+        num_classes = len(train_set.classes)
+
+        model = build_model(cfg, num_classes)
+        if init_checkpoint and ckpt is None:
+            taken = load_model_weights(model, init_checkpoint, weights="model", allow_new_head=True)
+            if dist_info.is_main:
+                print(f"initial weights: {init_checkpoint} ({taken})", file=sys.stderr)
+        train_set.transform = build_train_transform(cfg, model)
+        val_set.transform = build_eval_transform(model, img_size=train_img_size(cfg, model))
+        model.to(dev)
+        if cfg["channels_last"]:
+            model.to(memory_format=torch.channels_last)
+        ema = build_ema(cfg, model)
+        net = model
+        if dist_info.distributed:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                find_unused_parameters=has_token_labelling(model))
+
+        lr = scaled_lr(cfg, world)
+        optimizer = build_optimizer(cfg, model, lr)
+        steps_per_epoch = len(make_train_loader(train_set, cfg, 0, dist_info, 0))
+        if steps_per_epoch == 0:
+            raise ConfigError(f"{root}/train: {len(train_set)} images are less than one batch of "
+                              f"{cfg['batch_size']} x {world} processes; lower batch_size")
+        updates_per_epoch = math.ceil(steps_per_epoch / accum)
+        scheduler, total_epochs = build_scheduler(cfg, optimizer, updates_per_epoch)
+        scaler = torch.amp.GradScaler(dev.type, enabled=cfg["amp"] == "fp16")
+        loss_fn = build_loss(cfg, num_classes)
+        mixup_fn = build_mixup(cfg, num_classes)
+        data_rng = torch.Generator().manual_seed(int(cfg["seed"]))
+
+        eval_loader = build_loader(_Shard(val_set, rank, world) if dist_info.distributed else val_set,
+                                   int(cfg["eval_batch_size"]), shuffle=False, num_workers=int(cfg["workers"]),
+                                   seed=0, pin_memory=dev.type == "cuda")
+
+        state = dict(epoch=0, num_updates=0, history=[], best_top1=-1.0, best_epoch=0, skipped_samples=0,
+                     images_seen=0, train_time_s=0.0)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            if ema is not None:
+                ema.module.load_state_dict(ckpt["model_ema"])
+            state.update({k: ckpt[k] for k in state})
+            restore_rng_state(ckpt["rng"][rank], data_rng)
+        start_epoch = int(state["epoch"])
+
+        resolved = {**cfg, "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
+                    "num_classes": num_classes, "img_size": train_img_size(cfg, model), "epochs_total": total_epochs}
+        if dist_info.is_main:
+            write_text(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        manifest = dataset_manifest_hash(root)
+        tags = {"dataset_manifest": manifest, "data_source": cfg["data"].get("source", "unknown"),
+                "world_size": world, "out_dir": str(out_dir)}
+        if ckpt is not None:
+            tags["resumed_from_epoch"] = start_epoch
+
+        result = None
+        with start_run(table=table, stage="train", model=cfg["model"], profile=profile, params=resolved, tags=tags,
+                       enabled=dist_info.is_main) as mlrun:
+            epochs_bar = tqdm(range(start_epoch, total_epochs), initial=start_epoch, total=total_epochs,
+                              desc=f"train {cfg['model']}", disable=not show, dynamic_ncols=True)
+            for epoch in epochs_bar:
+                epoch_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=data_rng))
+                loader = make_train_loader(train_set, cfg, epoch_seed, dist_info, epoch)
+                stats = _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, ema, mixup_fn,
+                                         state, cfg, dev, amp_dtype, accum, epoch, total_epochs, show)
+                del loader  # shuts its workers down
+                epoch_lr = optimizer.param_groups[0]["lr"]
+                scheduler.step(epoch + 1)
+                # epoch statistics over all processes
+                loss_sum, n_seen, skipped, t_epoch = D.all_reduce_sum(
+                    [stats["loss_sum"], stats["images"], stats["skipped"], stats["time"]])
+                state["skipped_samples"] += int(skipped)
+                state["images_seen"] += int(n_seen)
+                state["train_time_s"] += t_epoch / world
+                entry = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1),
+                         "lr": epoch_lr, "img_per_s": n_seen / max(t_epoch / world, 1e-9)}
+                last = epoch + 1 == total_epochs
+                if (epoch + 1) % int(cfg["eval_every"]) == 0 or last:
+                    eval_model = ema.module if (ema is not None and cfg["eval_ema"]) else model
+                    counter, val_skipped = evaluate_counts(eval_model, eval_loader, dev, num_classes, amp_dtype,
+                                                           bool(cfg["channels_last"]), desc="val", progress=show)
+                    vec = D.all_reduce_tensor(torch.cat([counter.as_vector(),
+                                                         torch.tensor([float(val_skipped)], dtype=torch.float64)]))
+                    counter.load_vector(vec[:-1])
+                    s = counter.summary()
+                    entry.update(val_top1=s["top1"], val_top5=s["top5"], val_loss=s["loss"],
+                                 val_skipped_samples=int(vec[-1]))
+                    if s["top1"] > state["best_top1"]:
+                        state["best_top1"], state["best_epoch"] = s["top1"], epoch + 1
+                        if dist_info.is_main:
+                            save_checkpoint(out_dir / "best.pth", {
+                                "epoch": epoch + 1, "model": model.state_dict(),
+                                "model_ema": ema.module.state_dict() if ema is not None else None,
+                                "config": cfg, "val_top1": s["top1"]})
+                state["history"].append(entry)
+                state["epoch"] = epoch + 1
+                rng_states = D.all_gather_object(capture_rng_state(data_rng))
+                if dist_info.is_main:
+                    save_checkpoint(out_dir / "last.pth", {
+                        **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                        "model_ema": ema.module.state_dict() if ema is not None else None,
+                        "rng": rng_states, "config": cfg, "world_size": world})
+                    if mlrun is not None:
+                        mlrun.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
+                        mlrun.log_metrics({"skipped_samples": state["skipped_samples"]}, step=epoch + 1)
+                    epochs_bar.set_postfix(loss=f"{entry['train_loss']:.3f}",
+                                           top1=f"{entry.get('val_top1', float('nan')):.1f}")
+                D.barrier()
+                if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
+                    if dist_info.is_main:
+                        print(f"stopping after epoch {epoch + 1} (--stop-after-epoch); continue with --resume",
+                              file=sys.stderr)
+                        if mlrun is not None:
+                            mlrun.set_tags({"stopped_after_epoch": epoch + 1})
+                    return None
+            epochs_bar.close()
+
+            final = state["history"][-1]
+            result = {
+                "table": table, "model": cfg["model"], "profile": profile, "epochs": state["epoch"],
+                "train_loss": final["train_loss"], "val_top1": final.get("val_top1"),
+                "val_top5": final.get("val_top5"), "val_loss": final.get("val_loss"),
+                "best_val_top1": state["best_top1"], "best_epoch": state["best_epoch"],
+                "num_classes": num_classes, "chance_top1": 100.0 / num_classes,
+                "img_per_s": state["images_seen"] / max(state["train_time_s"], 1e-9),
+                "skipped_samples": state["skipped_samples"],
+                "val_skipped_samples": final.get("val_skipped_samples", 0),
+                "train_time_s": state["train_time_s"], "time_s": time.perf_counter() - t_start,
+                "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
+                "img_size": train_img_size(cfg, model), "eval_weights": "ema" if (ema is not None and cfg["eval_ema"])
+                else "model", "dataset_manifest": manifest, "data_source": tags["data_source"],
+                "resumed": ckpt is not None, "history": state["history"],
+            }
+            if dist_info.is_main:
+                write_json(out_dir / "metrics.json", result)
+                if mlrun is not None:
+                    mlrun.log_metrics({"final_" + k: result[k] for k in (
+                        "train_loss", "val_top1", "val_top5", "val_loss", "img_per_s", "train_time_s", "time_s")
+                        if result[k] is not None}, step=state["epoch"])
+                    mlrun.log_metrics({"skipped_samples": result["skipped_samples"]}, step=state["epoch"])
+                    mlrun.log_artifact(out_dir / "metrics.json")
+                    mlrun.log_artifact(out_dir / "config.yaml")
+                print(f"{out_dir}: {result['epochs']} epochs, train loss {result['train_loss']:.4f}, val top-1 "
+                      f"{result['val_top1']:.2f} (chance {result['chance_top1']:.1f}), top-5 {result['val_top5']:.2f}, "
+                      f"{result['img_per_s']:.1f} img/s, {result['skipped_samples']} skipped, "
+                      f"{result['time_s']:.0f} s", file=sys.stderr)
+        return result
+    finally:
+        D.cleanup()
+
+
+def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, ema, mixup_fn, state, cfg, dev,
+                     amp_dtype, accum, epoch, total_epochs, show) -> Dict[str, float]:
+    """One pass over ``loader`` with gradient accumulation; updates ``state['num_updates']``."""
+    import torch
+    from tqdm import tqdm
+
+    from .distributed import active
+
+    net.train()
+    n_steps = len(loader)
+    clip = cfg.get("clip_grad")
+    loss_sum, images_n, skipped = 0.0, 0, 0
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{total_epochs}", disable=not show, leave=False,
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    for step, (images, targets, n_skipped) in enumerate(loader):
+        images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+        if cfg["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if mixup_fn is not None:
+            images, targets = mixup_fn(images, targets)
+        group_start = (step // accum) * accum
+        group = min(accum, n_steps - group_start)
+        boundary = step + 1 == group_start + group
+        sync = net.no_sync() if (active() and not boundary and hasattr(net, "no_sync")) else nullcontext()
+        with sync:
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                output = net(images)
+                loss = loss_fn(output, targets, images.shape[-2:])
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1} step {step + 1}; lower the lr "
+                                   "or switch amp off")
+            scaler.scale(loss / group).backward()
+        if boundary:
+            if clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip))
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            state["num_updates"] += 1
+            if ema is not None:
+                ema.update(model, step=state["num_updates"])
+            scheduler.step_update(num_updates=state["num_updates"])
+        bs = images.shape[0]
+        loss_sum += float(loss.detach()) * bs
+        images_n += bs
+        skipped += int(n_skipped)
+        if show:
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{loss_sum / images_n:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                            img_s=f"{images_n / max(elapsed, 1e-9):.1f}", refresh=False)
+            bar.update(1)
+    bar.close()
+    return {"loss_sum": loss_sum, "images": images_n, "skipped": skipped, "time": time.perf_counter() - t0}
