@@ -1,6 +1,10 @@
 """Data sets: on-disk formats, synthetic stand-ins, checks and loaders.
 
-Modules: ``images`` (strict image decoding), ``imagenet`` (ImageNet folder layout, dataset and loader),
-``synth_imagenet`` (synthetic ImageNet-layout data), ``check`` (validate a data set), ``command``
-(the ``uniformer data`` subcommand). Nothing is imported here so ``uniformer data check`` stays light.
+Modules: ``images`` (strict image decoding), ``loader`` (the skip-counting ``build_loader`` every data set
+uses), ``imagenet`` (ImageNet folder layout and dataset), ``synth_imagenet`` (synthetic ImageNet-layout data),
+``check`` (validate an ImageNet set); video: ``video`` (class-index files, PyAV decoding, dense / segment
+sampling, multi-view clips, ``VideoDataset``), ``kinetics`` and ``something`` (the Kinetics-400/600 and
+Something-Something V1/V2 list formats), ``synth_video`` (synthetic sets in those formats), ``check_video``
+(validate a video set); ``command`` (the ``uniformer data`` subcommand). Nothing is imported here so
+``uniformer data check`` stays light.
 """

@@ -10,7 +10,8 @@ Label = position of the wnid in the sorted wnid list, unless a class-index file 
 
 Bad images (unreadable, truncated) do not stop an epoch: the dataset returns the next readable sample
 instead and flags the substitution, and ``build_loader`` yields ``(images, targets, n_skipped)`` so the
-training loop can count skipped samples across DataLoader worker processes::
+training loop can count skipped samples across DataLoader worker processes (``build_loader`` lives in
+``loader.py``, shared with the video data sets, and is re-exported here)::
 
     loader = build_loader(ImageNetFolder(root, "train", transform), 256, True, 8, seed=0)
     for images, targets, n_skipped in loader:
@@ -23,11 +24,10 @@ import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.datasets import DatasetFolder
 
 from .images import IMAGE_EXTENSIONS, BadImageError, open_image
+from .loader import _Checked, build_loader, collate_checked  # noqa: F401  (re-exported: the shared loader)
 
 log = logging.getLogger(__name__)
 
@@ -152,54 +152,6 @@ class ImageNetFolder(DatasetFolder):
     def __getitem__(self, index: int):
         sample, target, _ = self.get_checked(index)
         return sample, target
-
-
-class _Checked(Dataset):
-    """Adapts a dataset to yield ``(sample, target, ok)``; ``ok`` is always True if it has no ``get_checked``."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        if hasattr(self.dataset, "get_checked"):
-            return self.dataset.get_checked(index)
-        sample, target = self.dataset[index]
-        return sample, target, True
-
-
-def collate_checked(batch):
-    """Collate ``(sample, target, ok)`` triples into ``(samples, targets, n_skipped)``; runs in the workers, so
-    the skip count reaches the main process with the batch."""
-    samples, targets, oks = zip(*batch)
-    return default_collate(list(samples)), default_collate(list(targets)), sum(not ok for ok in oks)
-
-
-def build_loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                 distributed: bool = False, drop_last: bool = False, *,
-                 num_replicas: Optional[int] = None, rank: Optional[int] = None,
-                 pin_memory: Optional[bool] = None) -> DataLoader:
-    """A DataLoader yielding ``(images, targets, n_skipped)`` batches; the dataset's transform must return tensors.
-
-    Order is fixed by ``seed``: a seeded generator when not distributed (it also seeds the workers), else a
-    ``DistributedSampler(seed=seed)`` over the process group (or ``num_replicas``/``rank``). When distributed,
-    call ``loader.sampler.set_epoch(epoch)`` each epoch, as with any DistributedSampler. The loader wraps the
-    dataset: the original is ``loader.dataset.dataset``.
-    """
-    checked = _Checked(dataset)
-    sampler = None
-    if distributed:  # pads with repeats so every rank gets as many samples (drop_last applies to batches)
-        sampler = DistributedSampler(checked, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-    return DataLoader(
-        checked, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-        num_workers=num_workers, collate_fn=collate_checked, drop_last=drop_last,
-        generator=torch.Generator().manual_seed(seed),
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        # Workers that live across epochs log each bad file once per run, not once per epoch.
-        persistent_workers=num_workers > 0,
-    )
 
 
 def dataset_manifest_hash(root: os.PathLike) -> str:
