@@ -1,22 +1,23 @@
-# Snakefile — the uniformer-bench workflow (one workflow for image, video and
-# dense tasks; only the model-profiling step exists so far).
+# Snakefile — the uniformer-bench workflow: one target per paper table.
 #
-#   .venv/bin/snakemake -n                     # dry run: show the DAG
-#   .venv/bin/snakemake --cores all            # run with the active profile (params.yaml: profile_name)
-#   .venv/bin/snakemake --cores all --config profile_name=paper
-#   .venv/bin/snakemake --executor slurm --jobs 8 --config profile_name=paper   # on a cluster
+#   .venv/bin/snakemake -n reproduce_table_imagenet          # dry run: the DAG
+#   .venv/bin/snakemake --cores all reproduce_table_imagenet # smoke profile: synthetic data, CPU, minutes
+#   .venv/bin/snakemake --cores all reproduce_all --config profile_name=paper
+#   .venv/bin/snakemake --workflow-profile workflow/profiles/slurm reproduce_all --config profile_name=paper
 #
-# Parameters live in params.yaml (shared with dvc.yaml); rules in workflow/rules/.
+# Every knob lives in params.yaml (shared with dvc.yaml); rules only call the `uniformer` CLI.
 
 configfile: "params.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/report.smk"
 
 
-# Default target: everything the active profile reproduces.
 rule all:
     default_target: True
     input:

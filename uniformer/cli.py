@@ -14,6 +14,9 @@ COMMANDS = {
     "data": ("uniformer.data.command", "write synthetic datasets / check real ones"),
     "train": ("uniformer.engine.train", "train a model on a table's dataset (smoke or paper profile)"),
     "eval": ("uniformer.engine.evaluate", "evaluate our or an official checkpoint"),
+    "stage": ("uniformer.commands.stage", "run one pipeline stage for every item of a table (what dvc.yaml calls)"),
+    "report": ("uniformer.commands.report", "regenerate a paper table (md, csv, tex, figure) from the results"),
+    "check": ("uniformer.commands.check", "regression gate: latest smoke results vs a committed baseline"),
 }
 
 

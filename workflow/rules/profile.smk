@@ -1,25 +1,24 @@
-# profile.smk — model profiling (params, FLOPs, throughput, latency).
-# Same command as the `profile_imagenet` stage in dvc.yaml.
+# profile.smk — params, FLOPs, latency and throughput of every published entry at its input size.
 
 
 rule profile_imagenet:
     input:
         "uniformer/reference/paper_results.csv",
     output:
-        md=f"{REPORTS}/models_imagenet.md",
-        csv=f"{REPORTS}/models_imagenet.csv",
+        json="results/profile/imagenet/%s.json" % PROFILE_NAME,
+        md="reports/models_imagenet.md",
+        csv="reports/models_imagenet.csv",
     params:
         exe=UNIFORMER,
-        out_dir=lambda wildcards, output: Path(output.md).parent,
-        # Not passed on the command line (the CLI reads params.yaml itself);
-        # listed so that editing the active profile re-triggers the rule.
-        profile=PROFILE,
-        profile_name=PROFILE_NAME,
+        out_dir=lambda w, output: Path(output.md).parent,
+        models=lambda w: " ".join(table_cfg("imagenet")["profile_models"]),
+        settings=lambda w: config["profile"][PROFILE_NAME],  # listed so that a change re-runs profiling
     log:
-        f"{LOGS}/profile_imagenet.log",
-    threads: profile_threads()
+        LOGS / "profile/imagenet.log",
+    threads: threads_all()
     resources:
         mem_mb=16000,
-        runtime=profile_runtime_min("imagenet"),
+        runtime=lambda w: 15 if PROFILE_NAME == "smoke" else 12 * 60,
     shell:
-        "{params.exe} profile --task imagenet --out-dir {params.out_dir} > {log} 2>&1"
+        "{params.exe} profile --task imagenet --profile %s --out-dir {params.out_dir} --json {output.json}"
+        " $([ -n '{params.models}' ] && echo --models {params.models}) --no-progress > {log} 2>&1" % PROFILE_NAME

@@ -1,0 +1,112 @@
+"""Paper tables and the regression gate, on fabricated result files (no training or timing here)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from uniformer.tables.gate import compare, snapshot
+from uniformer.tables.report import build_table, render_latex, render_markdown
+from uniformer.tables.spec import get_table
+
+TOL = {"flops_pct": 3.5, "top1": 0.5}
+
+
+def _profile_row(e, gflops_scale=1.0, frac=0.4):
+    """A profile row as `uniformer profile --json` writes it, measured = published unless told otherwise."""
+    params = float(e.row["params_m"])
+    gflops = float(e.row["gflops"]) * gflops_scale
+    if e.model == "uniformer_large_ls_tl":  # what the architecture really costs (issue #75)
+        gflops = {224: 19.755, 384: 62.884}[e.img_size]
+    return {"entry": e.name, "params_m": params, "gflops": gflops, "fp32_img_s": 10.0, "fp32_gemm_frac": frac}
+
+
+def _write_results(root: Path, profile="smoke", top1=None, frac=0.4, source="synthetic-smoke"):
+    spec = get_table("imagenet")
+    rows = [_profile_row(e, frac=frac) for e in spec.entries()]
+    p = spec.profile_json(profile, root)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"rows": rows, "machine": {"cpu": "test cpu", "torch": "x",
+                                                       "gemm": {"fp32": {"gflops_per_s": 100.0}}}}))
+    for entry, acc in (top1 or {}).items():
+        d = spec.eval_dir(entry, profile, root)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "metrics.json").write_text(json.dumps({"top1": acc, "top5": 99.0, "data_source": source}))
+    return spec
+
+
+def test_table_rows_verdicts_and_flagged_published_flops(tmp_path):
+    from uniformer.tables.report import load_results
+
+    spec = _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 60.0})
+    rows, notes = build_table(spec, load_results(spec, "smoke", tmp_path), TOL)
+    assert len(rows) == 22 == len({r["entry"] for r in rows})
+    by = {r["entry"]: r for r in rows}
+    small = by["uniformer_small.in1k"]
+    assert small["gflops_published"] == 3.6 and small["verdict"] == "within tolerance (params, GFLOPs)"
+    large = by["uniformer_large_ls_tl.in1k"]
+    assert large["gflops_delta_pct"] == pytest.approx(100 * (19.755 / 12.6 - 1))
+    assert "published figure wrong (see note 1)" in large["verdict"] and "issue #75" in notes[0]
+    xxs = by["uniformer_xxs.in1k_224"]  # synthetic accuracy: shown, never compared with the paper
+    assert xxs["top1"] == 60.0 and xxs["top1_delta"] is None and xxs["data_source"] == "synthetic-smoke"
+    md = render_markdown(spec, rows, notes, {"Profile": "smoke"}, TOL)
+    assert md.count("\n| ") == 23 and "**Note 1.**" in md and "| UniFormer-S @224 | 224 | no | 22.00 |" in md
+    tex = render_latex(spec, rows)
+    assert tex.count(r"\\") == 23 and "UniFormer-S$^\\dagger$" in tex
+
+
+def test_real_data_accuracy_is_compared(tmp_path):
+    from uniformer.tables.report import load_results
+
+    spec = _write_results(tmp_path, profile="paper", source="imagenet-val",
+                          top1={"uniformer_small.in1k": 82.85, "uniformer_base.in1k": 82.0})
+    rows, _ = build_table(spec, load_results(spec, "paper", tmp_path), TOL)
+    by = {r["entry"]: r for r in rows}
+    assert by["uniformer_small.in1k"]["verdict"] == "within tolerance (params, GFLOPs, top1)"
+    assert by["uniformer_small.in1k"]["top1_delta"] == pytest.approx(-0.05)
+    assert by["uniformer_base.in1k"]["verdict"] == "top1 off by -1.80"
+
+
+def test_not_measured_rows(tmp_path):
+    from uniformer.tables.report import load_results
+
+    spec = get_table("imagenet")
+    rows, _ = build_table(spec, load_results(spec, "smoke", tmp_path), TOL)
+    assert {r["verdict"] for r in rows} == {"not measured"}
+
+
+def test_gate_passes_and_fails_on_degradation(tmp_path):
+    gate = {"top1_drop": 15.0, "efficiency_drop": 0.35}
+    base = {"top1": {"uniformer_xxs.in1k_224": 60.0}, "efficiency": {"a": 0.4, "b": 0.2}}
+    ok, _ = compare({"top1": {"uniformer_xxs.in1k_224": 50.0}, "efficiency": {"a": 0.38, "b": 0.21}}, base, gate)
+    assert ok
+    ok, rows = compare({"top1": {"uniformer_xxs.in1k_224": 40.0}, "efficiency": {"a": 0.4, "b": 0.2}}, base, gate)
+    assert not ok and rows[0][-1] == "FAIL"
+    ok, rows = compare({"top1": {"uniformer_xxs.in1k_224": 60.0}, "efficiency": {"a": 0.2, "b": 0.1}}, base, gate)
+    assert not ok and rows[-1][-1] == "FAIL" and rows[-1][3] == "0.50"
+    ok, _ = compare({"top1": {}, "efficiency": {}}, base, gate)
+    assert not ok  # a missing measurement is a failure, not a pass
+
+
+def test_check_cli_update_and_gate(tmp_path, monkeypatch):
+    _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 60.0})
+    baseline = tmp_path / "base.json"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "uniformer.cli", "check", "imagenet", "--results",  # noqa
+                                     str(tmp_path), "--baseline", str(baseline), *a], capture_output=True, text=True)
+    assert run().returncode == 2  # no baseline yet: deliberate --update-baseline required
+    assert run("--update-baseline").returncode == 0
+    assert json.loads(baseline.read_text())["top1"] == {"uniformer_xxs.in1k_224": 60.0}
+    r = run()
+    assert r.returncode == 0 and "regression gate passed" in r.stdout
+    _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 30.0}, frac=0.1)  # a degraded model
+    r = run()
+    assert r.returncode == 1 and "FAILED" in r.stdout and r.stdout.count("FAIL ") + r.stdout.count("FAIL\n") >= 2
+
+
+def test_snapshot_reads_what_the_gate_tracks(tmp_path):
+    from uniformer.tables.report import load_results
+
+    spec = _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 55.0})
+    snap = snapshot(load_results(spec, "smoke", tmp_path))
+    assert snap["top1"] == {"uniformer_xxs.in1k_224": 55.0} and len(snap["efficiency"]) == 22

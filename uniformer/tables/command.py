@@ -1,0 +1,87 @@
+"""``uniformer report <table>`` (tables and figure) and ``uniformer check`` (the CI regression gate)."""
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from ..config import active_profile, load_params, section
+from .spec import RESULTS, TABLES, get_table
+
+
+def _table_cfg(table: str, profile: str):
+    return section(load_params(), "tables", profile, table)
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", choices=sorted(TABLES))
+    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="results root (default results/)")
+    p.add_argument("--out-dir", type=Path, default=Path("reports"), help="where the tables go (default reports/)")
+
+
+def run_report(args) -> int:
+    from .. import io
+    from .report import build_table, load_results, plot_accuracy_vs_gflops, render_csv, render_latex, render_markdown
+
+    spec = get_table(args.table)
+    profile = active_profile(load_params(), args.profile)
+    cfg = _table_cfg(args.table, profile)
+    results = load_results(spec, profile, args.results)
+    rows, notes = build_table(spec, results, cfg["tolerance"])
+    machine = results["machine"] or {}
+    gemm = machine.get("gemm", {}).get("fp32", {}).get("gflops_per_s")
+    header = {
+        "Profile": f"`{profile}` (mode `{cfg['mode']}`)",
+        "Machine": f"{machine.get('cpu', 'not profiled')}, torch {machine.get('torch', '?')}"
+                   + (f", fp32 GEMM rate {gemm:.4g} GFLOP/s" if gemm else ""),
+        "Sources": f"published: paper_results.csv (primary rows); measured: {args.results}/{{profile,eval}}/"
+                   f"{spec.name}/…",
+        "Generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    stem = spec.report_stem(args.out_dir)
+    io.write_text(stem.with_suffix(".md"), render_markdown(spec, rows, notes, header, cfg["tolerance"]))
+    io.write_text(stem.with_suffix(".csv"), render_csv(rows))
+    io.write_text(stem.with_suffix(".tex"), render_latex(spec, rows))
+    plot_accuracy_vs_gflops(spec, rows, stem.parent / f"{spec.name}_acc_vs_gflops.png")
+    # flat summary for `dvc metrics show / diff`
+    io.write_json(stem.parent / f"{spec.name}_metrics.json", {
+        r["entry"]: {k: r[k] for k in (spec.accuracy, "img_per_s", "gemm_frac", "gflops", "params_m")
+                     if r[k] is not None} for r in rows if r["verdict"] != "not measured"})
+    measured = sum(r["verdict"] != "not measured" for r in rows)
+    print(f"{stem}.md: {len(rows)} published entries, {measured} measured", file=sys.stderr)
+    return 0
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", nargs="?", default="imagenet", choices=sorted(TABLES))
+    p.add_argument("--profile", default="smoke", help="which results to gate (default smoke)")
+    p.add_argument("--baseline", type=Path, help="baseline JSON (default reports/baselines/<table>_<profile>.json)")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--update-baseline", action="store_true", help="write the current results as the new baseline")
+
+
+def run_check(args) -> int:
+    from .. import io
+    from .gate import compare, current_snapshot, format_table
+
+    spec = get_table(args.table)
+    path = args.baseline or spec.baseline(args.profile)
+    tol = _table_cfg(args.table, args.profile)["gate"]
+    current = current_snapshot(spec, args.profile, args.results)
+    if not current["top1"] and not current["efficiency"]:
+        print(f"error: no {args.profile} results for {spec.name} under {args.results}; run the pipeline first "
+              f"(snakemake --cores all reproduce_table_{spec.name})", file=sys.stderr)
+        return 2
+    if args.update_baseline:
+        io.write_json(path, {"table": spec.name, "profile": args.profile, **current})
+        print(f"baseline written: {path}")
+        return 0
+    if not path.is_file():
+        print(f"error: {path}: no baseline; create it deliberately with --update-baseline", file=sys.stderr)
+        return 2
+    ok, rows = compare(current, json.loads(path.read_text()), tol)
+    print(format_table(rows))
+    print(f"\nregression gate {'passed' if ok else 'FAILED'} (tolerances: top-1 drop ≤ {tol['top1_drop']} points, "
+          f"throughput/GEMM-rate drop ≤ {100 * tol['efficiency_drop']:.0f}%)")
+    return 0 if ok else 1
