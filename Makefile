@@ -1,6 +1,7 @@
 # uniformer-bench — developer entry points.
 #
-#   make reproduce   # create .venv if missing, install pinned deps, write reports/models_imagenet.md
+#   make reproduce   # create .venv if missing, install pinned deps, run `snakemake --cores all reproduce_all`
+#   make gate        # CI regression gate on the smoke results
 #   make test        # full test suite (incl. the end-to-end smoke pipeline)
 #   make test-fast   # tests without the e2e marker
 #   make bench       # micro-benchmarks -> benchmarks/out/
@@ -13,7 +14,7 @@ STAMP   := $(VENV)/.installed
 PIP_INSTALL_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast reproduce bench clean distclean
+.PHONY: help venv test test-fast reproduce gate bench clean distclean
 
 help:
 	@echo "targets: venv test test-fast reproduce bench clean distclean"
@@ -36,8 +37,12 @@ test: venv
 test-fast: venv
 	$(VPY) -m pytest -q -m "not e2e"
 
+# The main job: every paper table reproduced so far, on the active profile (smoke by default).
 reproduce: venv
-	$(VENV)/bin/uniformer profile --task imagenet
+	$(VENV)/bin/snakemake --cores all reproduce_all
+
+gate: venv
+	$(VENV)/bin/uniformer check imagenet --baseline reports/baselines/imagenet_smoke.json
 
 bench: venv
 	$(VPY) benchmarks/bench_models.py

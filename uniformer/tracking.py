@@ -57,6 +57,31 @@ def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+@contextmanager
+def _store_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the first touch of a sqlite store across processes.
+
+    MLflow creates / migrates the schema of a new sqlite store on first use; two processes doing it at
+    once fail ("duplicate column name"), losing a run. An exclusive ``flock`` on a lock file (in the temp
+    folder, keyed by the database path) makes the second wait for the first. Other stores: no-op.
+    """
+    if not uri.startswith("sqlite:///") or os.name != "posix":
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    db = os.path.abspath(uri[len("sqlite:///"):])
+    lock = Path(tempfile.gettempdir()) / f"uniformer-mlflow-{hashlib.sha256(db.encode()).hexdigest()[:16]}.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class Run:
     """Thin wrapper over an active MLflow run; metric names are sanitised, failures to log never kill training."""
 
@@ -96,15 +121,17 @@ def start_run(table: str, stage: str, model: str, profile: str, params: Dict[str
     from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri())
-    exp = client.get_experiment_by_name(table)
-    if exp is None:
-        try:
-            exp_id = client.create_experiment(table)
-        except Exception:  # created concurrently by another process
-            exp_id = client.get_experiment_by_name(table).experiment_id
-    else:
-        exp_id = exp.experiment_id
+    uri = tracking_uri()
+    with _store_init_lock(uri):  # schema creation and experiment creation, one process at a time
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(table)
+        if exp is None:
+            try:
+                exp_id = client.create_experiment(table)
+            except Exception:  # created concurrently by another process
+                exp_id = client.get_experiment_by_name(table).experiment_id
+        else:
+            exp_id = exp.experiment_id
     all_tags = {"table": table, "stage": stage, "model": model, "profile": profile,
                 "params_hash": config_hash(params), "mlflow.runName": f"{stage}/{model}/{profile}",
                 **environment_tags(), **(tags or {})}

@@ -12,7 +12,7 @@ while saving leaves the previous ``last.pth`` intact.
 import os
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -85,28 +85,45 @@ def is_training_checkpoint(obj: Any) -> bool:
 CLASSIFIER_PREFIXES = ("head.", "head_cls.", "aux_head.")
 
 
-def load_model_weights(model: torch.nn.Module, path: os.PathLike, weights: str = "model",
-                       allow_new_head: bool = False) -> str:
-    """Load ``path`` into ``model``: a ``uniformer train`` checkpoint (its ``model`` or ``model_ema`` entry) or any
-    official checkpoint ``uniformer.load_checkpoint`` reads. Returns which weights were taken.
+def read_any_checkpoint(path: os.PathLike) -> Dict[str, Any]:
+    """The raw contents of our or an official checkpoint (``.pth`` with ``weights_only=True``, ``.safetensors``)."""
+    from ..models.checkpoint import read_checkpoint
 
-    ``weights``: ``model``, ``ema`` (error if absent) or ``auto`` (EMA when the run evaluated on its EMA).
-    ``allow_new_head``: classifier weights of another shape (other number of classes) are left at their
-    initialisation instead of failing (fine-tuning); every other key must match.
-    """
-    from ..models.checkpoint import _describe_mismatch, extract_state_dict, read_checkpoint
+    return read_checkpoint(os.fspath(path))
 
-    obj = read_checkpoint(os.fspath(path))
+
+def checkpoint_state_dict(obj: Dict[str, Any], weights: str = "model") -> Tuple[Dict[str, torch.Tensor], str]:
+    """(state dict, which weights) of a checkpoint object; see ``load_model_weights`` for ``weights``."""
+    from ..models.checkpoint import extract_state_dict
+
     key, taken = None, "weights"
     if is_training_checkpoint(obj):
         use_ema = weights == "ema" or (weights == "auto" and obj.get("model_ema") is not None
                                        and bool((obj.get("config") or {}).get("eval_ema")))
         if use_ema and obj.get("model_ema") is None:
-            raise CheckpointError(f"{path}: has no EMA weights (the run had model_ema off); use the model weights")
+            raise CheckpointError("the checkpoint has no EMA weights (its run had model_ema off); use the model "
+                                  "weights")
         key, taken = ("model_ema", "ema") if use_ema else ("model", "model")
     elif weights == "ema":
         key, taken = "model_ema", "ema"
-    state_dict = extract_state_dict(obj, key)
+    return extract_state_dict(obj, key), taken
+
+
+def load_model_weights(model: torch.nn.Module, source, weights: str = "model", allow_new_head: bool = False) -> str:
+    """Load ``source`` (a path, or a checkpoint already read) into ``model``: a ``uniformer train`` checkpoint (its
+    ``model`` or ``model_ema`` entry) or any official checkpoint ``uniformer.load_checkpoint`` reads. Returns
+    which weights were taken.
+
+    ``weights``: ``model``, ``ema`` (error if absent) or ``auto`` (EMA when the run evaluated on its EMA).
+    ``allow_new_head``: classifier weights of another shape (other number of classes) are left at their
+    initialisation instead of failing (fine-tuning); every other key must match.
+    """
+    from ..models.checkpoint import _describe_mismatch
+
+    path = source if isinstance(source, (str, os.PathLike)) else "checkpoint"
+    obj = read_any_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
+    state_dict, taken = checkpoint_state_dict(obj, weights)
+    state_dict = dict(state_dict)
     own = model.state_dict()
     dropped = []
     if allow_new_head:

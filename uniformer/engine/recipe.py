@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import ConfigError, apply_overrides, section
 
@@ -55,7 +54,7 @@ def _deep_merge(base: Dict[str, Any], block: Dict[str, Any], where: str) -> Dict
 
 
 def model_blocks(name: str) -> Tuple[str, ...]:
-    """Per-model block keys that apply to ``name``, in order: ``uniformer_small_tl`` then ``uniformer_small_tl.in1k_384``."""
+    """Per-model blocks applying to ``name``, in order: ``uniformer_small_tl``, ``uniformer_small_tl.in1k_384``."""
     base = name.split(".", 1)[0]
     return (base,) if base == name else (base, name)
 
@@ -132,9 +131,35 @@ def has_token_labelling(model: nn.Module) -> bool:
 
 
 # --- data transforms ------------------------------------------------------------------------------------
+def _posterize(img, bits_to_keep, **__):
+    """timm's ``posterize`` op, keeping 0 bits as a black image (as older Pillow did) instead of raising.
+
+    Recent Pillow (the pinned 13.0) rejects ``ImageOps.posterize(img, 0)``, which timm's AutoAugment ``v0``
+    (Posterize level 2 -> 0 bits) and RandAugment ``inc1`` (PosterizeIncreasing at magnitude 10) request:
+    without this a paper-recipe run dies in its first epochs with "bits must be between ... 1 and 8".
+    """
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def patch_timm_posterize() -> None:
+    """Route timm's Posterize / PosterizeIncreasing / PosterizeOriginal ops through ``_posterize`` (idempotent)."""
+    from timm.data import auto_augment
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        if auto_augment.NAME_TO_OP.get(name) is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize
+
+
 def build_train_transform(cfg: Dict[str, Any], model: nn.Module):
     from timm.data import create_transform, resolve_data_config
 
+    patch_timm_posterize()
     data_cfg = resolve_data_config(model=model)
     size = train_img_size(cfg, model)
     jitter = cfg["color_jitter"]

@@ -4,7 +4,7 @@
                              [--resume] [--checkpoint PATH] [key=value ...]
     torchrun --nproc_per_node N -m uniformer.cli train imagenet ...     # DistributedDataParallel
 
-Outputs in ``--out`` (default ``runs/train/<table>/<model>/<profile>``): ``config.yaml`` (resolved config),
+Outputs in ``--out`` (default ``results/train/<table>/<model>/<profile>``): ``config.yaml`` (resolved config),
 ``last.pth`` (after every epoch, atomically: model, optimizer, scheduler, grad scaler, EMA, RNG states,
 counters), ``best.pth`` (best val top-1: weights + config) and, at the end, ``metrics.json``. Per-epoch
 metrics go to MLflow (run ``train/<model>/<profile>`` in experiment ``<table>``).
@@ -50,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "default: the profile's model")
     p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
     p.add_argument("--data-root", help="data set root (default: params.yaml data.<table>.<profile>.root)")
-    p.add_argument("--out", help="output folder (default: runs/train/<table>/<model>/<profile>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    p.add_argument("--out", help="output folder (default: results/train/<table>/<model>/<profile>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/last.pth if there is one (else start a new run)")
     p.add_argument("--checkpoint", help="initial weights (ours or official); a classifier of another size is "
                                         "re-initialised (fine-tuning)")
     p.add_argument("--stop-after-epoch", type=int, default=None, metavar="K",
@@ -78,7 +79,7 @@ def run(args) -> int:
 
 # --- helpers ----------------------------------------------------------------------------------------------
 def default_out(table: str, model: str, profile: str) -> Path:
-    return Path("runs") / "train" / table / model / profile
+    return Path("results") / "train" / table / model / profile
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -125,7 +126,7 @@ class _Shard:
 
 def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, epoch: int):
     """The loader of one epoch: order and worker seeds are functions of ``epoch_seed`` (and the rank)."""
-    from ..data.imagenet import build_loader
+    from ..data.loader import build_loader
 
     bs, workers = int(cfg["batch_size"]), int(cfg["workers"])
     if cfg["repeated_aug"]:
@@ -133,7 +134,7 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
         from timm.data.distributed_sampler import RepeatAugSampler
         from torch.utils.data import DataLoader
 
-        from ..data.imagenet import _Checked, collate_checked
+        from ..data.loader import CheckedDataset, collate_checked
 
         import torch
 
@@ -142,7 +143,7 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
                                    selected_round=256 if len(dataset) >= 256 * dist_info.world_size else 0)
         sampler.set_epoch(epoch_seed)
         gen = torch.Generator().manual_seed(epoch_seed + 1_000_003 * dist_info.rank)
-        return DataLoader(_Checked(dataset), batch_size=bs, sampler=sampler, num_workers=workers,
+        return DataLoader(CheckedDataset(dataset), batch_size=bs, sampler=sampler, num_workers=workers,
                           collate_fn=collate_checked, drop_last=True, generator=gen,
                           pin_memory=dist_info.device.type == "cuda")
     loader = build_loader(dataset, bs, shuffle=True, num_workers=workers, seed=epoch_seed,
@@ -154,45 +155,23 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
     return loader
 
 
-def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, channels_last: bool = False,
-                    desc: Optional[str] = None, progress: bool = False):
-    """(AccuracyCounter, skipped samples) of ``model`` on ``loader`` in this process."""
-    import torch
-    from tqdm import tqdm
-
-    from .metrics import AccuracyCounter
-
-    counter, skipped = AccuracyCounter(num_classes), 0
-    model.eval()
-    with torch.no_grad():
-        for images, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
-                                               dynamic_ncols=True):
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(images)
-            counter.update(logits, targets)
-            skipped += int(n_skipped)
-    return counter, skipped
-
-
 # --- training ---------------------------------------------------------------------------------------------
 def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", data_root: Optional[str] = None,
           out: Optional[str] = None, resume: bool = False, init_checkpoint: Optional[str] = None,
           stop_after_epoch: Optional[int] = None, device: str = "auto", progress: bool = True
           ) -> Optional[Dict[str, Any]]:
     """Train with the resolved ``cfg``; returns the final metrics (None if stopped early by ``stop_after_epoch``)."""
-    import numpy as np  # noqa: F401
     import torch
     import yaml
     from tqdm import tqdm
 
     from ..config import ConfigError, config_hash
-    from ..data.imagenet import ImageNetFolder, build_loader, dataset_manifest_hash
+    from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
+    from ..data.loader import build_loader
     from ..io import write_json, write_text
     from ..tracking import start_run
     from . import distributed as D
+    from .evaluate import evaluate_counts
     from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint,
                                 restore_rng_state, save_checkpoint)
     from .recipe import (autocast_dtype, build_ema, build_loss, build_mixup, build_model, build_optimizer,
@@ -206,7 +185,9 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
     try:
         out_dir = Path(out) if out else default_out(table, cfg["model"], profile)
         ckpt = None
-        if resume:
+        if resume and not (out_dir / "last.pth").is_file() and dist_info.is_main:
+            print(f"{out_dir / 'last.pth'}: no checkpoint yet, starting a new run", file=sys.stderr)
+        if resume and (out_dir / "last.pth").is_file():
             ckpt = load_training_checkpoint(out_dir / "last.pth")
             if config_hash({k: v for k, v in ckpt["config"].items() if k != "data"}) != config_hash(
                     {k: v for k, v in cfg.items() if k != "data"}) and dist_info.is_main:
@@ -267,6 +248,7 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
         state = dict(epoch=0, num_updates=0, history=[], best_top1=-1.0, best_epoch=0, skipped_samples=0,
                      images_seen=0, train_time_s=0.0)
         if ckpt is not None:
+            # after building the scheduler: creating it resets the optimizer's lr to the warm-up value
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -275,7 +257,6 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
             if ema is not None:
                 ema.module.load_state_dict(ckpt["model_ema"])
             state.update({k: ckpt[k] for k in state})
-            restore_rng_state(ckpt["rng"][rank], data_rng)
         start_epoch = int(state["epoch"])
 
         resolved = {**cfg, "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
@@ -291,6 +272,9 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
         result = None
         with start_run(table=table, stage="train", model=cfg["model"], profile=profile, params=resolved, tags=tags,
                        enabled=dist_info.is_main) as mlrun:
+            if ckpt is not None:
+                # Last thing before the loop, so nothing in the set-up (model init, MLflow) shifts the streams.
+                restore_rng_state(ckpt["rng"][rank], data_rng)
             epochs_bar = tqdm(range(start_epoch, total_epochs), initial=start_epoch, total=total_epochs,
                               desc=f"train {cfg['model']}", disable=not show, dynamic_ncols=True)
             for epoch in epochs_bar:
@@ -303,7 +287,7 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
                 scheduler.step(epoch + 1)
                 # epoch statistics over all processes
                 loss_sum, n_seen, skipped, t_epoch = D.all_reduce_sum(
-                    [stats["loss_sum"], stats["images"], stats["skipped"], stats["time"]])
+                    [stats["loss_sum"], stats["images"], stats["skipped"], stats["time"]], dev)
                 state["skipped_samples"] += int(skipped)
                 state["images_seen"] += int(n_seen)
                 state["train_time_s"] += t_epoch / world
@@ -312,10 +296,10 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
                 last = epoch + 1 == total_epochs
                 if (epoch + 1) % int(cfg["eval_every"]) == 0 or last:
                     eval_model = ema.module if (ema is not None and cfg["eval_ema"]) else model
-                    counter, val_skipped = evaluate_counts(eval_model, eval_loader, dev, num_classes, amp_dtype,
+                    counter, val_skipped, _ = evaluate_counts(eval_model, eval_loader, dev, num_classes, amp_dtype,
                                                            bool(cfg["channels_last"]), desc="val", progress=show)
-                    vec = D.all_reduce_tensor(torch.cat([counter.as_vector(),
-                                                         torch.tensor([float(val_skipped)], dtype=torch.float64)]))
+                    vec = D.all_reduce_tensor(torch.cat([counter.as_vector(), torch.tensor(
+                        [float(val_skipped)], dtype=torch.float64)]).to(dev)).cpu()  # nccl needs device tensors
                     counter.load_vector(vec[:-1])
                     s = counter.summary()
                     entry.update(val_top1=s["top1"], val_top5=s["top5"], val_loss=s["loss"],

@@ -1,0 +1,202 @@
+"""``uniformer eval <table>``: top-1 / top-5 / loss / per-class accuracy / throughput of a checkpoint on val.
+
+    uniformer eval imagenet --checkpoint PATH [--model NAME] [--profile smoke|paper] [--data-root DIR]
+                            [--out DIR] [--img-size N] [--batch-size N] [--precision fp32|bf16]
+                            [--channels-last] [--compile] [--weights auto|model|ema]
+
+The checkpoint is ours (``last.pth`` / ``best.pth`` of ``uniformer train``: model and, if recorded, EMA
+weights; model name, classes and resolution come from its config) or an official one (any format
+``uniformer.load_checkpoint`` reads; ``--model`` required). Pre-processing is the model's published eval
+transform (timm ``resolve_data_config`` + ``create_transform``: resize by ``crop_pct``, centre crop,
+interpolation and mean/std of its pretrained cfg). Precision / channels-last / compile go through
+``uniformer.profiling.optimize.optimize_for_inference`` when present (else autocast).
+
+Writes ``<out>/metrics.json`` and ``<out>/per_class.csv`` (atomically) and an MLflow run
+``eval/<model>/<profile>``.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+TABLES = ("imagenet",)
+PRECISIONS = ("fp32", "bf16")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", choices=TABLES)
+    p.add_argument("--checkpoint", required=True, help="our last.pth / best.pth, or an official checkpoint")
+    p.add_argument("--model", help="registered model name (default: the one recorded in our checkpoint)")
+    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
+    p.add_argument("--data-root", help="data set root (default: params.yaml data.<table>.<profile>.root)")
+    p.add_argument("--out", help="output folder (default: results/eval/<table>/<model>/<profile>)")
+    p.add_argument("--img-size", type=int, help="eval resolution (default: training / published resolution)")
+    p.add_argument("--crop-pct", type=float, help="resize to img_size / crop_pct before the centre crop")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--channels-last", action="store_true", default=None)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--weights", choices=("auto", "model", "ema"), default="auto",
+                   help="which weights of our checkpoint (auto: EMA if the run evaluated on its EMA)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--params", help="params file (default: $UNIFORMER_PARAMS or ./params.yaml)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    from ..config import active_profile, load_params, section
+
+    params = load_params(args.params)
+    profile = active_profile(params, args.profile)
+    cfg = section(params, "eval", profile, args.table)
+    for key in ("img_size", "crop_pct", "batch_size", "workers", "precision", "channels_last", "compile"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    data_cfg = section(params, "data", profile, args.table)
+    evaluate(args.checkpoint, cfg, data_cfg, table=args.table, profile=profile, model_name=args.model,
+             data_root=args.data_root, out=args.out, weights=args.weights, device=args.device,
+             progress=not args.no_progress)
+    return 0
+
+
+def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, channels_last: bool = False,
+                    desc: Optional[str] = None, progress: bool = False):
+    """(AccuracyCounter, skipped samples, seconds in the model) of ``model`` over ``loader`` in this process."""
+    import torch
+    from tqdm import tqdm
+
+    from .metrics import AccuracyCounter
+
+    counter, skipped, model_s = AccuracyCounter(num_classes), 0, 0.0
+    model.eval()
+    with torch.no_grad():
+        for images, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
+                                               dynamic_ncols=True):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            t0 = time.perf_counter()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(images)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            model_s += time.perf_counter() - t0
+            counter.update(logits, targets)
+            skipped += int(n_skipped)
+    return counter, skipped, model_s
+
+
+def _prepare_for_inference(model, precision: str, channels_last: bool, compile: bool, device):
+    """(model, autocast dtype, cast inputs to channels-last) via the profiling helper, else plain autocast."""
+    import torch
+
+    try:
+        from ..profiling.optimize import optimize_for_inference
+    except ImportError:
+        optimize_for_inference = None
+    if optimize_for_inference is not None:
+        return optimize_for_inference(model, precision=precision, channels_last=channels_last, compile=compile,
+                                      device=device), None, False
+    model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model = torch.compile(model)
+    return model, (torch.bfloat16 if precision == "bf16" else None), channels_last
+
+
+def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], table: str = "imagenet",
+             profile: str = "smoke", model_name: Optional[str] = None, data_root: Optional[str] = None,
+             out: Optional[str] = None, weights: str = "auto", device: str = "auto",
+             progress: bool = True) -> Dict[str, Any]:
+    import csv
+    import io
+
+    import timm
+    import torch
+
+    from .. import models  # noqa: F401  (registers the models)
+    from ..config import ConfigError
+    from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
+    from ..data.loader import build_loader
+    from ..io import write_json, write_text
+    from ..tracking import start_run
+    from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
+    from .recipe import build_eval_transform, eval_data_config
+
+    t_start = time.perf_counter()
+    dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) else
+                       ("cpu" if device == "auto" else device))
+    obj = read_any_checkpoint(checkpoint)
+    ours = is_training_checkpoint(obj)
+    train_cfg = (obj.get("config") or {}) if ours else {}
+    model_name = model_name or train_cfg.get("model")
+    if not model_name:
+        raise ConfigError(f"{checkpoint}: not a `uniformer train` checkpoint, so --model is needed "
+                          "(e.g. --model uniformer_small)")
+    state_dict, taken = checkpoint_state_dict(obj, weights)
+    if "head.weight" not in state_dict:
+        raise ConfigError(f"{checkpoint}: no classifier (head.weight) in the checkpoint; is it a backbone-only file?")
+    num_classes = int(state_dict["head.weight"].shape[0])
+    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes,
+                              **(train_cfg.get("model_kwargs") or {}))
+    load_model_weights(model, obj, weights=weights)
+    del obj, state_dict
+
+    img_size = cfg.get("img_size") or train_cfg.get("img_size") or None
+    root = Path(data_root or data_cfg["root"])
+    class_index = ImageNetFolder(root, "train").classes if (root / "train").is_dir() else None
+    val_set = ImageNetFolder(root, "val", class_index=class_index)
+    if len(val_set.classes) > num_classes:
+        raise ConfigError(f"{root}/val has {len(val_set.classes)} classes but the model predicts {num_classes}")
+    data_conf = eval_data_config(model, img_size, cfg.get("crop_pct"))
+    val_set.transform = build_eval_transform(model, img_size, cfg.get("crop_pct"))
+    loader = build_loader(val_set, int(cfg["batch_size"]), shuffle=False, num_workers=int(cfg["workers"]), seed=0,
+                          pin_memory=dev.type == "cuda")
+    precision = cfg["precision"]
+    net, amp_dtype, cl_inputs = _prepare_for_inference(model, precision, bool(cfg["channels_last"]),
+                                                       bool(cfg["compile"]), dev)
+    t_eval = time.perf_counter()
+    counter, skipped, model_s = evaluate_counts(net, loader, dev, num_classes, amp_dtype, cl_inputs,
+                                                desc=f"eval {model_name}", progress=progress)
+    wall_s = time.perf_counter() - t_eval
+    s = counter.summary()
+    out_dir = Path(out) if out else Path("results") / "eval" / table / model_name / profile
+    paper_top1 = None if ours else getattr(model, "pretrained_cfg", {}).get("paper_top1")
+    manifest = dataset_manifest_hash(root)
+    metrics = {
+        "table": table, "model": model_name, "profile": profile, "checkpoint": str(checkpoint),
+        "checkpoint_kind": "ours" if ours else "official", "weights": taken,
+        "top1": s["top1"], "top5": s["top5"], "loss": s["loss"], "samples": s["samples"],
+        "num_classes": num_classes, "classes_in_val": len(val_set.classes),
+        "skipped_samples": skipped, "img_per_s": s["samples"] / max(wall_s, 1e-9),
+        "model_img_per_s": s["samples"] / max(model_s, 1e-9), "precision": precision,
+        "channels_last": bool(cfg["channels_last"]), "compile": bool(cfg["compile"]),
+        "img_size": int(data_conf["input_size"][-1]), "crop_pct": data_conf["crop_pct"],
+        "interpolation": data_conf["interpolation"], "batch_size": int(cfg["batch_size"]),
+        "device": str(dev), "paper_top1": paper_top1, "dataset_manifest": manifest,
+        "data_source": data_cfg.get("source", "unknown"), "time_s": time.perf_counter() - t_start,
+    }
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "wnid", "samples", "correct", "top1"])
+    for k, wnid in enumerate(val_set.classes):
+        n, c = int(counter.class_total[k]), int(counter.class_correct[k])
+        w.writerow([k, wnid, n, c, f"{100.0 * c / n:.4f}" if n else ""])
+    write_text(out_dir / "per_class.csv", buf.getvalue())
+    write_json(out_dir / "metrics.json", metrics)
+    params = {"checkpoint": str(checkpoint), "weights": taken, "data_root": str(root), **cfg,
+              "img_size": metrics["img_size"], "crop_pct": metrics["crop_pct"]}
+    with start_run(table=table, stage="eval", model=model_name, profile=profile, params=params,
+                   tags={"dataset_manifest": manifest, "data_source": metrics["data_source"],
+                         "checkpoint_kind": metrics["checkpoint_kind"]}) as mlrun:
+        if mlrun is not None:
+            mlrun.log_metrics({k: metrics[k] for k in ("top1", "top5", "loss", "img_per_s", "model_img_per_s",
+                                                       "skipped_samples", "samples")})
+            mlrun.log_artifact(out_dir / "metrics.json")
+            mlrun.log_artifact(out_dir / "per_class.csv")
+    print(f"{model_name} ({taken}, {precision}, {metrics['img_size']}px): top-1 {s['top1']:.2f}  top-5 {s['top5']:.2f}"
+          f"  loss {s['loss']:.4f}  {metrics['img_per_s']:.1f} img/s  -> {out_dir}", file=sys.stderr)
+    return metrics
