@@ -4,6 +4,7 @@ Default store: ``sqlite:///<project root>/mlflow.db`` (current MLflow refuses pl
 ``MLFLOW_TRACKING_URI`` overrides it (e.g. a shared server). One experiment per table
 (``imagenet``), run names ``<stage>/<model>/<profile>``.
 """
+import logging
 import os
 import platform
 import subprocess
@@ -95,7 +96,10 @@ class Run:
         batch = [Metric(k, float(v), ts, step or 0) for k, v in _flatten(metrics).items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if batch:
-            self.client.log_batch(self.run_id, metrics=batch)
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except Exception as e:  # a busy or unreachable store must not kill a training run
+                logging.getLogger(__name__).warning("MLflow: could not log metrics (%s)", e)
 
     def log_artifact(self, path: os.PathLike) -> None:
         if Path(path).is_file():

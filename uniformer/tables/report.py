@@ -81,7 +81,9 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
             f"{spec.accuracy}_published": pub_acc, spec.accuracy: acc,
             f"{spec.accuracy}_delta": acc_delta if comparable else None,
             "img_per_s": fp32.get("fp32_img_s"), "gemm_frac": fp32.get("fp32_gemm_frac"),
-            "data_source": source or "–", "verdict": status,
+            "data_source": (source if not ev or ev.get("img_size") in (None, e.img_size)
+                            else f"{source} ({ev['img_size']} px)") if source else "–",
+            "verdict": status,
         })
     return rows, notes
 
