@@ -12,6 +12,7 @@ Tasks are a table (``TASKS``): a data-loader throughput task (``loader``) plugs 
 import argparse
 import datetime
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,11 @@ PROBE = ("uniformer_xxs", 128)  # small model timed to choose the thread count a
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", choices=sorted(TASKS), help="same as --task (e.g. `uniformer profile loader`)")
     p.add_argument("--task", choices=sorted(TASKS), default="imagenet", help="what to profile (default imagenet)")
+    p.add_argument("--data-root", help="loader: data set root (default: params.yaml data.imagenet.<profile>.root)")
+    p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="loader: worker counts to sweep")
+    p.add_argument("--img-size", type=int, default=224, help="loader: training crop size")
     p.add_argument("--out-dir", type=Path, default=Path("reports"), help="report folder (default reports)")
     p.add_argument("--profile", help="params.yaml profile (default: profile_name / $UNIFORMER_PROFILE)")
     p.add_argument("--models", nargs="+", metavar="NAME",
@@ -272,9 +277,36 @@ def run_imagenet(args, cfg: Dict, profile: str) -> int:
     return 0
 
 
-TASKS = {"imagenet": run_imagenet}
+def run_loader(args, cfg: Dict, profile: str) -> int:
+    """Data-loader throughput (decode + training augmentation) per worker count: is decoding or the model the limit?"""
+    from .. import io
+    from ..engine.loader_bench import loader_throughput
+    from ..tracking import start_run
+
+    root = args.data_root or section(load_params(), "data", profile, "imagenet")["root"]
+    batch = (args.batch_sizes or [1, 32])[-1]
+    results = []
+    print(f"{'workers':>7}  {'img/s':>8}  {'first batch (s)':>15}  batches", file=sys.stderr)
+    for w in args.workers:
+        r = loader_throughput(root, img_size=args.img_size, batch_size=batch, num_workers=w, max_batches=20)
+        results.append(r)
+        ips = "–" if r["img_per_s"] is None else f"{r['img_per_s']:.1f}"
+        print(f"{w:>7}  {ips:>8}  {r['first_batch_s'] or 0:>15.2f}  {r['batches']}", file=sys.stderr)
+        if not args.no_mlflow:
+            with start_run("imagenet", "profile_loader", f"loader_w{w}", profile, {**r, "cpu_count": os.cpu_count()}) \
+                    as mlrun:
+                if mlrun is not None:
+                    mlrun.log_metrics({k: v for k, v in r.items() if isinstance(v, (int, float))})
+    if args.json:
+        io.write_json(args.json, {"profile": profile, "loader": results})
+    return 0
+
+
+TASKS = {"imagenet": run_imagenet, "loader": run_loader}
 
 
 def run(args) -> int:
+    if args.what:
+        args.task = args.what
     profile, cfg = resolve_config(args)
     return TASKS[args.task](args, cfg, profile)
