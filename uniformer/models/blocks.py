@@ -108,15 +108,17 @@ class LocalBlock(nn.Module):
 class GlobalBlock(nn.Module):
     """Global MHRA block ("SABlock"): DPE, LN -> self-attention over all tokens, LN -> MLP.
 
-    Works on (B, C, H, W) maps; layer scale gives ``gamma_1``/``gamma_2`` of shape (C,).
+    Works on (B, C, H, W) maps, or on (B, C, T, H, W) with ``conv_layer=nn.Conv3d`` (video); layer scale gives
+    ``gamma_1``/``gamma_2`` of shape (C,).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0, init_values: Optional[float] = None):
+                 attn_drop: float = 0.0, drop_path: float = 0.0, init_values: Optional[float] = None,
+                 conv_layer=nn.Conv2d, attn_layer=None):
         super().__init__()
-        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pos_embed = conv_layer(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.attn = (attn_layer or Attention)(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
@@ -135,9 +137,9 @@ class GlobalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos_embed(x)
-        B, C, H, W = x.shape
+        shape = x.shape  # (B, C, H, W) or (B, C, T, H, W)
         x = self.forward_tokens(x.flatten(2).transpose(1, 2))
-        return x.transpose(1, 2).reshape(B, C, H, W)
+        return x.transpose(1, 2).reshape(shape)
 
 
 class PatchEmbed(nn.Module):

@@ -18,17 +18,18 @@ This module also holds the 3D building blocks shared with the light models
 """
 import contextlib
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath
 from timm.models import register_model
 from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 
-from .blocks import Attention, drop_path_rates, init_weights
+from .blocks import Attention, GlobalBlock, drop_path_rates, init_weights
 from .cfgs import refuse_download
 from .checkpoint import load_checkpoint
 from .video_catalog import generate_video_default_cfgs
@@ -129,41 +130,14 @@ class LocalBlock3d(nn.Module):
         return x
 
 
-class GlobalBlock3d(nn.Module):
-    """Global MHRA block in 3D: DPE (dw 3x3x3), then LN -> self-attention over all T*H*W tokens, LN -> MLP.
-
-    Works on (B, C, T, H, W) maps; layer scale gives ``gamma_1``/``gamma_2`` of shape (C,).
-    """
+class GlobalBlock3d(GlobalBlock):
+    """Global MHRA block in 3D: DPE (dw 3x3x3), then LN -> self-attention over all T*H*W tokens, LN -> MLP."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: float = 0.0, init_values: Optional[float] = None,
                  attn_fp32: bool = False):
-        super().__init__()
-        self.pos_embed = nn.Conv3d(dim, dim, 3, padding=1, groups=dim)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = VideoAttention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop,
-                                   attn_fp32=attn_fp32)
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
-        if init_values is not None:
-            self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
-            self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
-        else:
-            self.gamma_1 = self.gamma_2 = None
-
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.attn(self.norm1(x))
-        x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
-        y = self.mlp(self.norm2(x))
-        x = x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos_embed(x)
-        B, C, T, H, W = x.shape
-        x = self.forward_tokens(x.flatten(2).transpose(1, 2))
-        return x.transpose(1, 2).reshape(B, C, T, H, W)
+        super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path, init_values,
+                         conv_layer=nn.Conv3d, attn_layer=partial(VideoAttention, attn_fp32=attn_fp32))
 
 
 class LayerNorm3d(nn.LayerNorm):
