@@ -41,8 +41,10 @@ test-fast: venv
 reproduce: venv
 	$(VENV)/bin/snakemake --cores all reproduce_all
 
+TABLES := imagenet kinetics something
+
 gate: venv
-	$(VENV)/bin/uniformer check imagenet --baseline reports/baselines/imagenet_smoke.json
+	@set -e; for t in $(TABLES); do $(VENV)/bin/uniformer check $$t --baseline reports/baselines/$${t}_smoke.json; done
 
 bench: venv
 	$(VPY) benchmarks/bench_models.py

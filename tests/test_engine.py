@@ -232,7 +232,7 @@ def test_recipe_builds_with_timm_factories(params):
     assert tuple(tf(Image.new("RGB", (80, 70))).shape) == (3, 64, 64)
     assert tuple(R.build_eval_transform(model, 64)(Image.new("RGB", (80, 70))).shape) == (3, 64, 64)
     small = R.resolve_train_config(params, "imagenet", "paper", "uniformer_small")
-    assert isinstance(R.build_mixup(small, 10), Mixup)
+    assert isinstance(R.build_mixup(small, 10).mixup, Mixup)
     assert isinstance(R.build_loss(small, 10).base, SoftTargetCrossEntropy)
     assert R.build_mixup(R.resolve_train_config(params, "imagenet", "smoke"), 10) is None
 

@@ -110,3 +110,62 @@ def test_snapshot_reads_what_the_gate_tracks(tmp_path):
     spec = _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 55.0})
     snap = snapshot(load_results(spec, "smoke", tmp_path))
     assert snap["top1"] == {"uniformer_xxs.in1k_224": 55.0} and len(snap["efficiency"]) == 22
+
+
+def _write_video_results(root: Path, table: str, top1=None, source="synthetic-smoke", scale_total_of=None):
+    """Video profile rows (GFLOPs per view as fvcore measures one clip) and eval metrics (all views)."""
+    spec = get_table(table)
+    rows = []
+    for e in spec.entries():
+        per_view = float(e.row["gflops_per_view"])
+        if e.name == scale_total_of:  # a per-view figure that x views does not give the published total
+            per_view *= 1.10
+        rows.append({"entry": e.name, "params_m": 21.4, "gflops": per_view, "gflops_total": per_view * e.views,
+                     "views": e.views, "fp32_img_s": 1.0, "fp32_gemm_frac": 0.5})
+    p = spec.profile_json("smoke", root)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"rows": rows, "machine": {"cpu": "test cpu", "torch": "x",
+                                                       "gemm": {"fp32": {"gflops_per_s": 100.0}}}}))
+    for entry, acc in (top1 or {}).items():
+        d = spec.eval_dir(entry, "smoke", root)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "top1": acc, "top5": 95.0, "data_source": source, "class_index": "data/k400/classes.txt",
+            "num_frames": 16, "views": 4, "crop_size": 224, "img_size": 224}))
+    return spec
+
+
+def test_video_tables_show_per_view_times_views_and_class_order(tmp_path):
+    from uniformer.tables.report import load_results
+
+    spec = _write_video_results(tmp_path, "kinetics", top1={"uniformer_small_video.k400_16x4": 80.1},
+                                source="kinetics400", scale_total_of="uniformer_base_video.k600_16x4")
+    rows, notes = build_table(spec, load_results(spec, "smoke", tmp_path), TOL)
+    assert len(rows) == 21 and {r["dataset"] for r in rows} == {"kinetics400", "kinetics600"}
+    by = {r["entry"]: r for r in rows}
+    s16 = by["uniformer_small_video.k400_16x4"]
+    assert (s16["views"], s16["views_desc"], s16["frames"], s16["stride"]) == (4, "4×1", 16, 4)
+    assert s16["gflops_published"] == 41.75 and s16["gflops_total_published"] == 167.0
+    assert s16["gflops_total"] == pytest.approx(167.0)
+    # real val data: top-1 compared (80.1 vs 80.8 published: off by more than 0.5 points)
+    assert s16["top1_delta"] == pytest.approx(-0.7) and "top1 off by -0.70" in s16["verdict"]
+    assert s16["class_index"] == "data/k400/classes.txt"
+    assert "no published figure" not in by["uniformer_xxs_video.k400_16f_128"]["verdict"]  # video: no params
+    bad = by["uniformer_base_video.k600_16x4"]
+    assert "mismatch (unexplained)" in bad["verdict"] and bad["gflops_total_delta_pct"] == pytest.approx(10.0)
+    md = render_markdown(spec, rows, notes, {"Profile": "smoke"}, TOL)
+    assert md.count("\n| ") == 22 and "| 4×1 |" in md and "Class order" in md
+    assert "| UniFormer-S k400 16x4@224 | K400 | 16×4 | 224 | 4×1 |" in md
+    tex = render_latex(spec, rows)
+    assert tex.count(r"\\") == 22 and r"$\times$" in tex
+
+
+def test_something_table_covers_v1_and_v2(tmp_path):
+    from uniformer.tables.report import load_results
+
+    spec = _write_video_results(tmp_path, "something", top1={"uniformer_small_video.ssv2_16f_from_k400": 90.0})
+    rows, _ = build_table(spec, load_results(spec, "smoke", tmp_path), TOL)
+    assert len(rows) == 16 and {r["dataset"] for r in rows} == {"ssv1", "ssv2"}
+    r = {r["entry"]: r for r in rows}["uniformer_small_video.ssv2_16f_from_k400"]
+    assert (r["views_desc"], r["stride"], r["top1"], r["top1_delta"]) == ("1×3", None, 90.0, None)
+    assert r["gflops_total_published"] == 125.0 and r["gflops_total"] == pytest.approx(3 * 41.67)

@@ -27,16 +27,31 @@ def _dry_run(*args, cwd=ROOT):
     return r.stdout + r.stderr
 
 
-def test_snakemake_dag_of_the_imagenet_table(tmp_path):
-    out = _dry_run("reproduce_table_imagenet")
-    for rule in ("synth_imagenet", "check_imagenet", "train_imagenet", "eval_imagenet", "profile_imagenet",
-                 "report_imagenet"):
-        assert rule in out, out
+@pytest.mark.parametrize("table, datasets, entries", [
+    ("imagenet", ["imagenet"], ["uniformer_xxs.in1k_224"]),
+    ("kinetics", ["kinetics400", "kinetics600"], ["uniformer_xxs_video.k400_16f_128", "uniformer_small_video.k600_16x4"]),
+    ("something", ["ssv1", "ssv2"], ["uniformer_small_video.ssv2_16f_from_k400"]),
+])
+def test_snakemake_dag_of_each_table(table, datasets, entries):
+    out = _dry_run(f"reproduce_table_{table}")
+    for rule in ("synth_data", "check_data", "train", "eval", "profile", "report"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, (rule, out[-2000:])
+    for d in datasets:
+        assert f"results/data/{d}/smoke.check.txt" in out
+    for e in entries:
+        assert f"results/eval/{table}/{e}/smoke/metrics.json" in out
+    assert f"reports/{table}.md" in out and f"results/profile/{table}/smoke.json" in out
+
+
+def test_reproduce_all_covers_every_table():
+    out = _dry_run("reproduce_all")
+    for table in ("imagenet", "kinetics", "something"):
+        assert f"reports/{table}.md" in out
 
 
 def test_snakemake_slurm_profile_validates(tmp_path):
     out = _dry_run("reproduce_all", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
-    assert "train_imagenet" in out
+    assert "rule train:" in out
 
 
 def test_every_rule_declares_resources():
@@ -51,15 +66,35 @@ def test_every_rule_declares_resources():
 
 def test_dvc_stages_match_the_snakemake_paths():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert set(stages) == {"data_imagenet", "train_imagenet", "eval_imagenet", "profile_imagenet", "report_imagenet"}
+    tables = ("imagenet", "kinetics", "something")
+    assert set(stages) == {f"{s}_{t}" for s in ("data", "train", "eval", "profile", "report") for t in tables}
     for name, st in stages.items():
-        assert st["cmd"].lstrip().startswith(("uniformer", "mkdir -p results/data/imagenet && uniformer")), name
+        assert st["cmd"].lstrip().startswith("uniformer"), name
     outs = [next(iter(o)) if isinstance(o, dict) else o for st in stages.values() for o in st.get("outs", [])]
-    assert "results/profile/imagenet/${profile_name}.json" in outs and "results/eval/imagenet" in outs
-    smk = (ROOT / "workflow/rules/profile.smk").read_text()
-    assert '"results/profile/imagenet/%s.json" % PROFILE_NAME' in smk
+    smk = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    assert '"results/profile/{table}/%s.json" % PROFILE_NAME' in smk
+    assert '"results/data/{dataset}/%s.check.txt" % PROFILE_NAME' in smk
+    for t in tables:
+        assert f"results/profile/{t}/${{profile_name}}.json" in outs and f"results/eval/{t}" in outs
+    for d in ("imagenet", "kinetics400", "kinetics600", "ssv1", "ssv2"):
+        assert f"results/data/{d}/${{profile_name}}.check.txt" in outs
     config = (ROOT / ".dvc/config").read_text()
     assert "analytics = false" in config
+
+
+def test_stage_plans_are_what_snakemake_runs():
+    """`uniformer stage` (DVC) and the Snakefile take their items from the same functions."""
+    from uniformer.commands.stage import plan
+
+    train = plan("train", "kinetics", "smoke")
+    assert [c[1] for c in train] == ["kinetics400", "kinetics600"]
+    ev = plan("eval", "something", "smoke")
+    assert ev[0][:4] == ["eval", "ssv2", "--model", "uniformer_small_video.ssv2_16f_from_k400"]
+    paper = plan("eval", "kinetics", "paper")
+    assert all(c[c.index("--checkpoint") + 1].startswith("checkpoints/") for c in paper) and len(paper) == 6
+    data = plan("data", "something", "smoke")
+    assert data[0][:3] == ["data", "synth", "ssv1"] and data[1][:3] == ["data", "check", "ssv1"]
+    assert "--class-index" in data[1] and "--frame-template" in data[1]
 
 
 @pytest.mark.e2e

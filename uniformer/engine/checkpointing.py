@@ -109,7 +109,8 @@ def checkpoint_state_dict(obj: Dict[str, Any], weights: str = "model") -> Tuple[
     return extract_state_dict(obj, key), taken
 
 
-def load_model_weights(model: torch.nn.Module, source, weights: str = "model", allow_new_head: bool = False) -> str:
+def load_model_weights(model: torch.nn.Module, source, weights: str = "model", allow_new_head: bool = False,
+                       inflate: Optional[str] = None) -> str:
     """Load ``source`` (a path, or a checkpoint already read) into ``model``: a ``uniformer train`` checkpoint (its
     ``model`` or ``model_ema`` entry) or any official checkpoint ``uniformer.load_checkpoint`` reads. Returns
     which weights were taken.
@@ -117,6 +118,8 @@ def load_model_weights(model: torch.nn.Module, source, weights: str = "model", a
     ``weights``: ``model``, ``ema`` (error if absent) or ``auto`` (EMA when the run evaluated on its EMA).
     ``allow_new_head``: classifier weights of another shape (other number of classes) are left at their
     initialisation instead of failing (fine-tuning); every other key must match.
+    ``inflate``: ``mean`` / ``center`` turn the 2D weights of an image checkpoint into the 3D ones of a video
+    model (``models.uniformer_video.inflate_state_dict``; mean is the official rule); 3D weights pass as they are.
     """
     from ..models.checkpoint import _describe_mismatch
 
@@ -124,6 +127,14 @@ def load_model_weights(model: torch.nn.Module, source, weights: str = "model", a
     obj = read_any_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
     state_dict, taken = checkpoint_state_dict(obj, weights)
     state_dict = dict(state_dict)
+    inflated = ""
+    if inflate:
+        from ..models.uniformer_video import inflate_state_dict
+
+        before = {k: v.dim() for k, v in state_dict.items()}
+        state_dict = dict(inflate_state_dict(state_dict, model, center=inflate == "center"))
+        n = sum(1 for k, v in state_dict.items() if k in before and v.dim() != before[k])
+        inflated = f", {n} tensors inflated 2D->3D ({inflate})" if n else ""
     own = model.state_dict()
     dropped = []
     if allow_new_head:
@@ -131,10 +142,12 @@ def load_model_weights(model: torch.nn.Module, source, weights: str = "model", a
                    and tuple(state_dict[k].shape) != tuple(own[k].shape)]
         for k in dropped:
             del state_dict[k]
+        # a head the checkpoint lacks (or the inflation dropped): kept at its initialisation
+        dropped += [k for k in own if k.startswith(CLASSIFIER_PREFIXES) and k not in state_dict and k not in dropped]
     report = _describe_mismatch(model, {**state_dict, **{k: own[k] for k in dropped}})
     if report:
         name = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
         raise CheckpointError(f"{path} does not match {name}:\n{report}\nCheck that the checkpoint belongs to this "
                               "model (variant, `_tl`, num_classes).")
-    model.load_state_dict(state_dict, strict=not dropped)
-    return taken + (f" (new classifier: {', '.join(dropped)})" if dropped else "")
+    model.load_state_dict({**state_dict, **{k: own[k] for k in dropped}}, strict=True)
+    return taken + inflated + (f" (new classifier: {', '.join(dropped)})" if dropped else "")

@@ -1,18 +1,24 @@
-"""``uniformer eval <table>``: top-1 / top-5 / loss / per-class accuracy / throughput of a checkpoint on val.
+"""``uniformer eval <dataset>``: top-1 / top-5 / loss / per-class accuracy / throughput of a checkpoint.
 
-    uniformer eval imagenet --checkpoint PATH [--model NAME] [--profile smoke|paper] [--data-root DIR]
-                            [--out DIR] [--img-size N] [--batch-size N] [--precision fp32|bf16]
-                            [--channels-last] [--compile] [--weights auto|model|ema]
+    uniformer eval imagenet|kinetics400|kinetics600|ssv1|ssv2 --checkpoint PATH [--model NAME[.TAG]]
+                   [--profile smoke|paper] [--data-root DIR] [--out DIR] [--class-index FILE [FILE]]
+                   [--img-size N] [--temporal-clips N] [--spatial-crops N] [--batch-size N]
+                   [--precision fp32|bf16] [--channels-last] [--compile] [--weights auto|model|ema]
 
 The checkpoint is ours (``last.pth`` / ``best.pth`` of ``uniformer train``: model and, if recorded, EMA
-weights; model name, classes and resolution come from its config) or an official one (any format
-``uniformer.load_checkpoint`` reads; ``--model`` required). Pre-processing is the model's published eval
-transform (timm ``resolve_data_config`` + ``create_transform``: resize by ``crop_pct``, centre crop,
-interpolation and mean/std of its pretrained cfg). Precision / channels-last / compile go through
-``uniformer.profiling.optimize.optimize_for_inference`` when present (else autocast).
+weights; model name, classes and input protocol come from its config) or an official one (any format
+``uniformer.load_checkpoint`` reads; ``--model`` required, with the published tag for video, e.g.
+``uniformer_small_video.k400_16x4``, whose pretrained cfg gives frames, stride and test views).
+
+Images: the model's published eval transform (resize by ``crop_pct``, centre crop, its mean/std).
+Video: every published view of each val video (temporal clips x spatial crops, ``engine.datasets``); a
+video's scores are its views' logits averaged (the official ``TestMeter`` sums raw logits, no softmax: the
+same top-k; the loss is the cross-entropy of the averaged logits). An official video checkpoint is refused without
+the class-index file it was trained with (``--class-index`` or ``data.<dataset>.<profile>.class_index``):
+its class order is not alphabetical, and any other order silently scores near zero.
 
 Writes ``<out>/metrics.json`` and ``<out>/per_class.csv`` (atomically) and an MLflow run
-``eval/<model>/<profile>``.
+``eval/<model>/<profile>`` in the experiment of the dataset's table.
 """
 import argparse
 import sys
@@ -20,20 +26,27 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-TABLES = ("imagenet",)
+from .datasets import DATASETS
+
 PRECISIONS = ("fp32", "bf16")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=TABLES)
+    p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--checkpoint", required=True, help="our last.pth / best.pth, or an official checkpoint")
-    p.add_argument("--model", help="registered model name (default: the one recorded in our checkpoint)")
+    p.add_argument("--model", help="registered model name, video: with its published tag (default: the one "
+                                   "recorded in our checkpoint)")
     p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
-    p.add_argument("--data-root", help="data set root (default: params.yaml data.<table>.<profile>.root)")
+    p.add_argument("--data-root", help="data set root (default: params.yaml data.<dataset>.<profile>.root)")
     p.add_argument("--out", help="output folder (default: results/eval/<table>/<model>/<profile>)")
-    p.add_argument("--img-size", type=int, help="eval resolution (default: training / published resolution)")
-    p.add_argument("--crop-pct", type=float, help="resize to img_size / crop_pct before the centre crop")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--class-index", nargs="+", metavar="FILE",
+                   help="video: class-index file(s) of the checkpoint's class order (default: params.yaml "
+                        "data.<dataset>.<profile>.class_index)")
+    p.add_argument("--img-size", type=int, help="images: eval resolution (default: training / published)")
+    p.add_argument("--crop-pct", type=float, help="images: resize to img_size / crop_pct before the centre crop")
+    p.add_argument("--temporal-clips", type=int, help="video: clips per video (default: published)")
+    p.add_argument("--spatial-crops", type=int, choices=(1, 3), help="video: crops per clip (default: published)")
+    p.add_argument("--batch-size", type=int, help="images, or videos (all their views) per batch")
     p.add_argument("--workers", type=int)
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--channels-last", action="store_true", default=None)
@@ -50,15 +63,25 @@ def run(args) -> int:
 
     params = load_params(args.params)
     profile = active_profile(params, args.profile)
-    cfg = section(params, "eval", profile, args.table)
-    for key in ("img_size", "crop_pct", "batch_size", "workers", "precision", "channels_last", "compile"):
+    cfg = section(params, "eval", profile, args.dataset)
+    for key in ("img_size", "crop_pct", "temporal_clips", "spatial_crops", "batch_size", "workers", "precision",
+                "channels_last", "compile"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
-    data_cfg = section(params, "data", profile, args.table)
-    evaluate(args.checkpoint, cfg, data_cfg, table=args.table, profile=profile, model_name=args.model,
+    data_cfg = section(params, "data", profile, args.dataset)
+    if args.class_index:
+        data_cfg["class_index"] = [str(Path(p).absolute()) for p in args.class_index]
+    evaluate(args.checkpoint, cfg, data_cfg, dataset=args.dataset, profile=profile, model_name=args.model,
              data_root=args.data_root, out=args.out, weights=args.weights, device=args.device,
              progress=not args.no_progress)
     return 0
+
+
+def to_channels_last(x):
+    """channels_last for images (4-D), channels_last_3d for clips (5-D)."""
+    import torch
+
+    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
 
 
 def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, channels_last: bool = False,
@@ -75,11 +98,16 @@ def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, cha
         for images, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
                                                dynamic_ncols=True):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            views = images.shape[1] if images.dim() == 6 else 0  # video test: (B, V, C, T, H, W)
+            if views:
+                images = images.flatten(0, 1)
             if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+                images = to_channels_last(images)
             t0 = time.perf_counter()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(images)
+            if views:  # official TestMeter: sum of the views' raw logits (here the mean: same ranking)
+                logits = logits.float().view(-1, views, logits.shape[-1]).mean(1)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_s += time.perf_counter() - t0
@@ -107,7 +135,7 @@ def _prepare_for_inference(model, precision: str, channels_last: bool, compile: 
     return model, (torch.bfloat16 if precision == "bf16" else None), channels_last
 
 
-def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], table: str = "imagenet",
+def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dataset: str = "imagenet",
              profile: str = "smoke", model_name: Optional[str] = None, data_root: Optional[str] = None,
              out: Optional[str] = None, weights: str = "auto", device: str = "auto",
              progress: bool = True) -> Dict[str, Any]:
@@ -119,14 +147,15 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], tab
 
     from .. import models  # noqa: F401  (registers the models)
     from ..config import ConfigError
-    from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
     from ..data.loader import build_loader
     from ..io import write_json, write_text
     from ..tracking import start_run
     from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
-    from .recipe import build_eval_transform, eval_data_config
+    from .datasets import check_classes, describe_clip, open_data, table_of
+    from .recipe import eval_data_config
 
     t_start = time.perf_counter()
+    table = table_of(dataset)
     dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) else
                        ("cpu" if device == "auto" else device))
     obj = read_any_checkpoint(checkpoint)
@@ -135,7 +164,7 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], tab
     model_name = model_name or train_cfg.get("model")
     if not model_name:
         raise ConfigError(f"{checkpoint}: not a `uniformer train` checkpoint, so --model is needed "
-                          "(e.g. --model uniformer_small)")
+                          "(e.g. --model uniformer_small, or uniformer_small_video.k400_16x4 for video)")
     state_dict, taken = checkpoint_state_dict(obj, weights)
     if "head.weight" not in state_dict:
         raise ConfigError(f"{checkpoint}: no classifier (head.weight) in the checkpoint; is it a backbone-only file?")
@@ -145,15 +174,30 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], tab
     load_model_weights(model, obj, weights=weights)
     del obj, state_dict
 
-    img_size = cfg.get("img_size") or train_cfg.get("img_size") or None
     root = Path(data_root or data_cfg["root"])
-    class_index = ImageNetFolder(root, "train").classes if (root / "train").is_dir() else None
-    val_set = ImageNetFolder(root, "val", class_index=class_index)
-    if len(val_set.classes) > num_classes:
-        raise ConfigError(f"{root}/val has {len(val_set.classes)} classes but the model predicts {num_classes}")
-    data_conf = eval_data_config(model, img_size, cfg.get("crop_pct"))
-    val_set.transform = build_eval_transform(model, img_size, cfg.get("crop_pct"))
-    loader = build_loader(val_set, int(cfg["batch_size"]), shuffle=False, num_workers=int(cfg["workers"]), seed=0,
+    data = open_data(dataset, root, data_cfg)
+    if ours:
+        classes = train_cfg.get("classes") or data.classes()
+        if data.video and data.class_index_paths():
+            check_classes(classes, data.classes(), f"{checkpoint} vs {data.class_index_desc()}")
+    elif data.video:
+        from ..data.video import require_class_index
+
+        classes = require_class_index(data.class_index_paths(), checkpoint, num_classes)
+    else:
+        classes = data.classes()
+    if len(classes) > num_classes:
+        raise ConfigError(f"{root}: {len(classes)} classes but the model predicts {num_classes}")
+    if data.video:
+        test_set = data.test_set(cfg, model, classes, clip=train_cfg.get("clip"))
+        protocol = describe_clip(test_set.spec)
+    else:
+        img_size = cfg.get("img_size") or train_cfg.get("img_size") or None
+        test_set = data.test_set(cfg, model, classes, img_size)
+        conf = eval_data_config(model, img_size, cfg.get("crop_pct"))
+        protocol = {"img_size": int(conf["input_size"][-1]), "crop_pct": conf["crop_pct"],
+                    "interpolation": conf["interpolation"]}
+    loader = build_loader(test_set, int(cfg["batch_size"]), shuffle=False, num_workers=int(cfg["workers"]), seed=0,
                           pin_memory=dev.type == "cuda")
     precision = cfg["precision"]
     net, amp_dtype, cl_inputs = _prepare_for_inference(model, precision, bool(cfg["channels_last"]),
@@ -165,38 +209,42 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], tab
     s = counter.summary()
     out_dir = Path(out) if out else Path("results") / "eval" / table / model_name / profile
     paper_top1 = None if ours else getattr(model, "pretrained_cfg", {}).get("paper_top1")
-    manifest = dataset_manifest_hash(root)
+    manifest = data.manifest()
+    views = protocol.get("views", 1)
     metrics = {
-        "table": table, "model": model_name, "profile": profile, "checkpoint": str(checkpoint),
+        "table": table, "dataset": dataset, "model": model_name, "profile": profile, "checkpoint": str(checkpoint),
         "checkpoint_kind": "ours" if ours else "official", "weights": taken,
         "top1": s["top1"], "top5": s["top5"], "loss": s["loss"], "samples": s["samples"],
-        "num_classes": num_classes, "classes_in_val": len(val_set.classes),
+        "num_classes": num_classes, "classes_in_val": len(classes), "class_index": data.class_index_desc(),
         "skipped_samples": skipped, "img_per_s": s["samples"] / max(wall_s, 1e-9),
-        "model_img_per_s": s["samples"] / max(model_s, 1e-9), "precision": precision,
-        "channels_last": bool(cfg["channels_last"]), "compile": bool(cfg["compile"]),
-        "img_size": int(data_conf["input_size"][-1]), "crop_pct": data_conf["crop_pct"],
-        "interpolation": data_conf["interpolation"], "batch_size": int(cfg["batch_size"]),
+        "model_img_per_s": s["samples"] / max(model_s, 1e-9), "views": views,
+        "precision": precision, "channels_last": bool(cfg["channels_last"]), "compile": bool(cfg["compile"]),
+        **protocol, "batch_size": int(cfg["batch_size"]),
         "device": str(dev), "paper_top1": paper_top1, "dataset_manifest": manifest,
         "data_source": data_cfg.get("source", "unknown"), "time_s": time.perf_counter() - t_start,
     }
+    if data.video:
+        metrics["img_size"] = protocol["crop_size"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["label", "wnid", "samples", "correct", "top1"])
-    for k, wnid in enumerate(val_set.classes):
+    w.writerow(["label", "class", "samples", "correct", "top1"])
+    for k, name in enumerate(classes):
         n, c = int(counter.class_total[k]), int(counter.class_correct[k])
-        w.writerow([k, wnid, n, c, f"{100.0 * c / n:.4f}" if n else ""])
+        w.writerow([k, name, n, c, f"{100.0 * c / n:.4f}" if n else ""])
     write_text(out_dir / "per_class.csv", buf.getvalue())
     write_json(out_dir / "metrics.json", metrics)
-    params = {"checkpoint": str(checkpoint), "weights": taken, "data_root": str(root), **cfg,
-              "img_size": metrics["img_size"], "crop_pct": metrics["crop_pct"]}
+    params = {"checkpoint": str(checkpoint), "weights": taken, "data_root": str(root), **cfg, **protocol,
+              "class_index": metrics["class_index"]}
     with start_run(table=table, stage="eval", model=model_name, profile=profile, params=params,
-                   tags={"dataset_manifest": manifest, "data_source": metrics["data_source"],
+                   tags={"dataset": dataset, "dataset_manifest": manifest, "data_source": metrics["data_source"],
                          "checkpoint_kind": metrics["checkpoint_kind"]}) as mlrun:
         if mlrun is not None:
             mlrun.log_metrics({k: metrics[k] for k in ("top1", "top5", "loss", "img_per_s", "model_img_per_s",
                                                        "skipped_samples", "samples")})
             mlrun.log_artifact(out_dir / "metrics.json")
             mlrun.log_artifact(out_dir / "per_class.csv")
-    print(f"{model_name} ({taken}, {precision}, {metrics['img_size']}px): top-1 {s['top1']:.2f}  top-5 {s['top5']:.2f}"
-          f"  loss {s['loss']:.4f}  {metrics['img_per_s']:.1f} img/s  -> {out_dir}", file=sys.stderr)
+    what = f"{views} views, {protocol.get('num_frames')} frames" if data.video else "1 view"
+    print(f"{model_name} ({taken}, {precision}, {metrics['img_size']}px, {what}): top-1 {s['top1']:.2f}  "
+          f"top-5 {s['top5']:.2f}  loss {s['loss']:.4f}  {metrics['img_per_s']:.1f} samples/s  -> {out_dir}",
+          file=sys.stderr)
     return metrics

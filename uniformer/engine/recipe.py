@@ -27,15 +27,19 @@ import torch.nn as nn
 from ..config import ConfigError, apply_overrides, section
 
 # Keys every resolved train config must have (a typo in a per-model block or an override is an error).
-REQUIRED_KEYS = (
-    "model", "model_kwargs", "img_size", "epochs", "batch_size", "accum_steps", "workers",
+COMMON_KEYS = (
+    "model", "model_kwargs", "epochs", "batch_size", "accum_steps", "workers",
     "opt", "base_lr", "lr_base_size", "lr", "weight_decay", "opt_eps", "opt_betas", "momentum", "clip_grad",
     "sched", "sched_on_updates", "warmup_epochs", "warmup_lr", "min_lr", "cooldown_epochs",
     "drop", "drop_path", "smoothing", "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
-    "mixup_mode", "aa", "color_jitter", "train_interpolation", "scale", "ratio", "hflip", "reprob", "remode",
-    "recount", "repeated_aug", "model_ema", "model_ema_decay", "eval_ema", "amp", "channels_last", "seed",
+    "mixup_mode", "model_ema", "model_ema_decay", "eval_ema", "amp", "channels_last", "seed",
     "deterministic", "eval_batch_size", "eval_every",
 )
+# images: timm's transform keys; video: the clip protocol (``datasets.CLIP_KEYS``) and the initial weights
+IMAGE_KEYS = ("img_size", "aa", "color_jitter", "train_interpolation", "scale", "ratio", "hflip", "reprob",
+              "remode", "recount", "repeated_aug")
+VIDEO_KEYS = ("clip", "init")
+REQUIRED_KEYS = COMMON_KEYS + IMAGE_KEYS
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -73,7 +77,9 @@ def resolve_train_config(params: Dict[str, Any], table: str, profile: str, model
     cfg["model"] = model or cfg.get("model")
     if not cfg["model"]:
         raise ConfigError(f"params.yaml: train.{table}.{profile} names no model; pass --model")
-    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    from .datasets import is_video
+
+    missing = [k for k in COMMON_KEYS + (VIDEO_KEYS if is_video(table) else IMAGE_KEYS) if k not in cfg]
     if missing:
         raise ConfigError(f"params.yaml: train.{table}.{profile} lacks {', '.join(missing)}")
     applied = []
@@ -88,6 +94,9 @@ def resolve_train_config(params: Dict[str, Any], table: str, profile: str, model
         raise ConfigError(f"amp={cfg['amp']!r}: use one of {', '.join(AMP_DTYPES)}")
     if int(cfg["accum_steps"]) < 1:
         raise ConfigError(f"accum_steps={cfg['accum_steps']}: must be >= 1")
+    if is_video(table) and (cfg["init"] or {}).get("inflate") not in (None, "mean", "center"):
+        raise ConfigError(f"init.inflate={cfg['init']['inflate']!r}: use mean (the official 2D->3D inflation), "
+                          "center or null")
     return cfg
 
 
@@ -120,7 +129,9 @@ def build_model(cfg: Dict[str, Any], num_classes: int) -> nn.Module:
 
 
 def train_img_size(cfg: Dict[str, Any], model: nn.Module) -> int:
-    """``img_size`` from the config, else the model's published input size (its pretrained cfg)."""
+    """``img_size`` (video: ``clip.crop_size``) from the config, else the model's published input size."""
+    if (cfg.get("clip") or {}).get("crop_size"):
+        return int(cfg["clip"]["crop_size"])
     if cfg.get("img_size"):
         return int(cfg["img_size"])
     return int(model.pretrained_cfg["input_size"][-1])
@@ -194,16 +205,32 @@ def mixup_active(cfg: Dict[str, Any]) -> bool:
     return float(cfg["mixup"]) > 0 or float(cfg["cutmix"]) > 0 or cfg["cutmix_minmax"] is not None
 
 
+class ClipMixup:
+    """timm ``Mixup`` for clips: ``(B, C, T, H, W)`` is mixed as ``(B, C*T, H, W)``, so every frame of a clip
+    gets the same mixing weight and the same CutMix box (timm's CutMix would cut along T and H of a 5-D
+    tensor)."""
+
+    def __init__(self, mixup):
+        self.mixup = mixup
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor):
+        if x.dim() != 5:
+            return self.mixup(x, target)
+        b, c, t, h, w = x.shape
+        x, target = self.mixup(x.reshape(b, c * t, h, w), target)
+        return x.reshape(b, c, t, h, w), target
+
+
 def build_mixup(cfg: Dict[str, Any], num_classes: int):
-    """timm ``Mixup`` (it also applies label smoothing to the mixed targets), or None."""
+    """timm ``Mixup`` (it also applies label smoothing to the mixed targets) wrapped for clips, or None."""
     if not mixup_active(cfg):
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=float(cfg["mixup"]), cutmix_alpha=float(cfg["cutmix"]),
+    return ClipMixup(Mixup(mixup_alpha=float(cfg["mixup"]), cutmix_alpha=float(cfg["cutmix"]),
                  cutmix_minmax=cfg["cutmix_minmax"], prob=float(cfg["mixup_prob"]),
                  switch_prob=float(cfg["mixup_switch_prob"]), mode=cfg["mixup_mode"],
-                 label_smoothing=float(cfg["smoothing"]), num_classes=num_classes)
+                 label_smoothing=float(cfg["smoothing"]), num_classes=num_classes))
 
 
 class TrainLoss(nn.Module):

@@ -1,8 +1,14 @@
-"""``uniformer train <table>``: train a model with the recipe of params.yaml (smoke or paper profile).
+"""``uniformer train <dataset>``: train a model with the recipe of params.yaml (smoke or paper profile).
 
-    uniformer train imagenet [--model NAME] [--profile smoke|paper] [--data-root DIR] [--out DIR]
-                             [--resume] [--checkpoint PATH] [key=value ...]
-    torchrun --nproc_per_node N -m uniformer.cli train imagenet ...     # DistributedDataParallel
+    uniformer train imagenet|kinetics400|kinetics600|ssv1|ssv2 [--model NAME[.TAG]] [--profile smoke|paper]
+                    [--data-root DIR] [--out DIR] [--resume] [--checkpoint PATH] [key=value ...]
+    torchrun --nproc_per_node N -m uniformer.cli train kinetics400 ...     # DistributedDataParallel
+
+The recipe is ``train.<dataset>.<profile>``, the data ``data.<dataset>.<profile>`` (``engine.datasets``).
+Video: clips follow the model's pretrained cfg (``--model uniformer_small_video.k400_8x8``: 8 frames, stride
+8), overridden by the recipe's ``clip`` block; initial weights come from ``--checkpoint`` or the recipe's
+``init.checkpoint`` -- an ImageNet checkpoint of the image family is inflated to 3D (``init.inflate``: mean,
+the official rule), a video checkpoint of another data set is fine-tuned (new classifier).
 
 Outputs in ``--out`` (default ``results/train/<table>/<model>/<profile>``): ``config.yaml`` (resolved config),
 ``last.pth`` (after every epoch, atomically: model, optimizer, scheduler, grad scaler, EMA, RNG states,
@@ -24,7 +30,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-TABLES = ("imagenet",)
+from .datasets import DATASETS
 
 
 def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
@@ -45,7 +51,7 @@ def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=TABLES, help="which table's data set / recipe")
+    p.add_argument("dataset", choices=DATASETS, help="data set (and recipe) to train on")
     p.add_argument("--model", help="registered model name, optionally with a tag (uniformer_small_tl.in1k_384); "
                                    "default: the profile's model")
     p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
@@ -53,8 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: results/train/<table>/<model>/<profile>)")
     p.add_argument("--resume", action="store_true",
                    help="continue from <out>/last.pth if there is one (else start a new run)")
-    p.add_argument("--checkpoint", help="initial weights (ours or official); a classifier of another size is "
-                                        "re-initialised (fine-tuning)")
+    p.add_argument("--checkpoint", help="initial weights (ours or official; default: the recipe's init.checkpoint "
+                                        "for video); a classifier of another size is re-initialised (fine-tuning)")
     p.add_argument("--stop-after-epoch", type=int, default=None, metavar="K",
                    help="exit after epoch K's checkpoint, as if killed there (for resume tests)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -70,8 +76,8 @@ def run(args) -> int:
 
     params = load_params(args.params)
     profile = active_profile(params, args.profile)
-    cfg = resolve_train_config(params, args.table, profile, args.model, args.overrides)
-    train(cfg, table=args.table, profile=profile, data_root=args.data_root, out=args.out, resume=args.resume,
+    cfg = resolve_train_config(params, args.dataset, profile, args.model, args.overrides)
+    train(cfg, dataset=args.dataset, profile=profile, data_root=args.data_root, out=args.out, resume=args.resume,
           init_checkpoint=args.checkpoint, stop_after_epoch=args.stop_after_epoch, device=args.device,
           progress=not args.no_progress)
     return 0
@@ -95,19 +101,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def ensure_synthetic_data(root: Path, data_cfg: Dict[str, Any], is_main: bool) -> None:
-    """Smoke profile: write the synthetic set described by ``data.<table>.<profile>.synth`` if ``root`` has none."""
-    if (root / "manifest.json").is_file() or (root / "train").is_dir() or not data_cfg.get("synth"):
-        return
-    if is_main:
-        from ..data.synth_imagenet import write_synthetic_imagenet
-
-        s = data_cfg["synth"]
-        print(f"{root}: no data set; writing the synthetic one ({s})", file=sys.stderr)
-        write_synthetic_imagenet(root, int(s["classes"]), int(s["train_per_class"]), int(s["val_per_class"]),
-                                 int(s["size"]), int(s["seed"]))
-
-
 class _Shard:
     """Every ``world``-th sample from ``rank`` (distributed eval without the padding of DistributedSampler)."""
 
@@ -129,7 +122,7 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
     from ..data.loader import build_loader
 
     bs, workers = int(cfg["batch_size"]), int(cfg["workers"])
-    if cfg["repeated_aug"]:
+    if cfg.get("repeated_aug"):
         # Repeated augmentation (DeiT's RASampler = timm's RepeatAugSampler), 3 repeats per image.
         from timm.data.distributed_sampler import RepeatAugSampler
         from torch.utils.data import DataLoader
@@ -156,7 +149,7 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
 
 
 # --- training ---------------------------------------------------------------------------------------------
-def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", data_root: Optional[str] = None,
+def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke", data_root: Optional[str] = None,
           out: Optional[str] = None, resume: bool = False, init_checkpoint: Optional[str] = None,
           stop_after_epoch: Optional[int] = None, device: str = "auto", progress: bool = True
           ) -> Optional[Dict[str, Any]]:
@@ -166,19 +159,19 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
     from tqdm import tqdm
 
     from ..config import ConfigError, config_hash
-    from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
     from ..data.loader import build_loader
     from ..io import write_json, write_text
     from ..tracking import start_run
     from . import distributed as D
+    from .datasets import describe_clip, open_data, table_of
     from .evaluate import evaluate_counts
     from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint,
                                 restore_rng_state, save_checkpoint)
     from .recipe import (autocast_dtype, build_ema, build_loss, build_mixup, build_model, build_optimizer,
-                         build_scheduler, build_train_transform, build_eval_transform, global_batch,
-                         has_token_labelling, scaled_lr, train_img_size)
+                         build_scheduler, global_batch, has_token_labelling, scaled_lr, train_img_size)
 
     t_start = time.perf_counter()
+    table = table_of(dataset)
     dist_info = D.init_distributed(device)
     rank, world, dev = dist_info.rank, dist_info.world_size, dist_info.device
     show = progress and dist_info.is_main
@@ -199,28 +192,30 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
                                   f"with the same number (now {world}) to keep the recipe and data order")
         root = Path(data_root or cfg["data"]["root"])
         cfg["data"]["root"] = str(root)
-        ensure_synthetic_data(root, cfg["data"], dist_info.is_main)
+        data = open_data(dataset, root, cfg["data"])
+        if dist_info.is_main:
+            data.ensure()
         D.barrier()
 
         seed_everything(int(cfg["seed"]) + rank, bool(cfg["deterministic"]))
         amp_dtype = autocast_dtype(cfg["amp"])
         accum = int(cfg["accum_steps"])
 
-        # data sets (the transform needs the model's mean / std, the model needs the number of classes)
-        train_set = ImageNetFolder(root, "train")
-        val_set = ImageNetFolder(root, "val", class_index=train_set.classes)
-        num_classes = len(train_set.classes)
-
+        # classes first (the model needs their number), then the sets (their transforms need the model's cfg)
+        classes = data.classes()
+        num_classes = len(classes)
         model = build_model(cfg, num_classes)
-        if init_checkpoint and ckpt is None:
-            taken = load_model_weights(model, init_checkpoint, weights="model", allow_new_head=True)
+        init = init_checkpoint or ((cfg.get("init") or {}).get("checkpoint") if data.video else None)
+        if init and ckpt is None:
+            taken = load_model_weights(model, init, weights="model", allow_new_head=True,
+                                       inflate=(cfg.get("init") or {}).get("inflate") if data.video else None)
             if dist_info.is_main:
-                print(f"initial weights: {init_checkpoint} ({taken})", file=sys.stderr)
-        train_set.transform = build_train_transform(cfg, model)
-        val_set.transform = build_eval_transform(model, img_size=train_img_size(cfg, model))
+                print(f"initial weights: {init} ({taken})", file=sys.stderr)
+        train_set = data.train_set(cfg, model, classes)
+        val_set = data.val_set(cfg, model, classes)
         model.to(dev)
         if cfg["channels_last"]:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last_3d if data.video else torch.channels_last)
         ema = build_ema(cfg, model)
         net = model
         if dist_info.distributed:
@@ -260,17 +255,21 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
         start_epoch = int(state["epoch"])
 
         resolved = {**cfg, "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
-                    "num_classes": num_classes, "img_size": train_img_size(cfg, model), "epochs_total": total_epochs}
+                    "num_classes": num_classes, "img_size": train_img_size(cfg, model), "epochs_total": total_epochs,
+                    "classes": classes, "class_index": data.class_index_desc(), "initial_weights": init}
+        if data.video:
+            resolved["clip_protocol"] = describe_clip(train_set.spec)
         if dist_info.is_main:
             write_text(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-        manifest = dataset_manifest_hash(root)
-        tags = {"dataset_manifest": manifest, "data_source": cfg["data"].get("source", "unknown"),
+        manifest = data.manifest()
+        tags = {"dataset": dataset, "dataset_manifest": manifest, "data_source": cfg["data"].get("source", "unknown"),
                 "world_size": world, "out_dir": str(out_dir)}
         if ckpt is not None:
             tags["resumed_from_epoch"] = start_epoch
 
         result = None
-        with start_run(table=table, stage="train", model=cfg["model"], profile=profile, params=resolved, tags=tags,
+        with start_run(table=table, stage="train", model=cfg["model"], profile=profile,
+                       params={k: v for k, v in resolved.items() if k != "classes"}, tags=tags,
                        enabled=dist_info.is_main) as mlrun:
             if ckpt is not None:
                 # Last thing before the loop, so nothing in the set-up (model init, MLflow) shifts the streams.
@@ -337,7 +336,8 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
 
             final = state["history"][-1]
             result = {
-                "table": table, "model": cfg["model"], "profile": profile, "epochs": state["epoch"],
+                "table": table, "dataset": dataset, "model": cfg["model"], "profile": profile,
+                "epochs": state["epoch"],
                 "train_loss": final["train_loss"], "val_top1": final.get("val_top1"),
                 "val_top5": final.get("val_top5"), "val_loss": final.get("val_loss"),
                 "best_val_top1": state["best_top1"], "best_epoch": state["best_epoch"],
@@ -349,8 +349,10 @@ def train(cfg: Dict[str, Any], table: str = "imagenet", profile: str = "smoke", 
                 "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
                 "img_size": train_img_size(cfg, model), "eval_weights": "ema" if (ema is not None and cfg["eval_ema"])
                 else "model", "dataset_manifest": manifest, "data_source": tags["data_source"],
-                "resumed": ckpt is not None, "history": state["history"],
+                "resumed": ckpt is not None, "class_index": data.class_index_desc(), "history": state["history"],
             }
+            if data.video:
+                result["clip_protocol"] = resolved["clip_protocol"]
             if dist_info.is_main:
                 write_json(out_dir / "metrics.json", result)
                 if mlrun is not None:
@@ -376,6 +378,7 @@ def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, 
     from tqdm import tqdm
 
     from .distributed import active
+    from .evaluate import to_channels_last
 
     net.train()
     n_steps = len(loader)
@@ -388,7 +391,7 @@ def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, 
     for step, (images, targets, n_skipped) in enumerate(loader):
         images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
         if cfg["channels_last"]:
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = to_channels_last(images)
         if mixup_fn is not None:
             images, targets = mixup_fn(images, targets)
         group_start = (step // accum) * accum

@@ -88,6 +88,19 @@ class VideoEntry:
         return f"{self.model}.{self.tag}"
 
     @property
+    def img_size(self) -> int:
+        return self.input_size[2]
+
+    @property
+    def num_frames(self) -> int:
+        return self.input_size[1]
+
+    @property
+    def views(self) -> int:
+        """Test views of the published protocol: temporal clips x spatial crops."""
+        return int(self.row["temporal_clips"]) * int(self.row["spatial_crops"])
+
+    @property
     def label(self) -> str:
         _, t, h, _ = self.input_size
         stride = f"x{self.row['sampling_stride']}" if self.row["sampling_stride"] else ""

@@ -55,3 +55,10 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, float
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def head_gmacs(model: nn.Module) -> float:
+    """Multiply-adds (G) of a linear classifier, the only count that differs between one network's heads
+    (Kinetics-400 / 600, Something-Something: 400 / 600 / 174 classes); 0 for any other head."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    return head.weight.numel() / 1e9 if isinstance(head, nn.Linear) else 0.0

@@ -2,6 +2,10 @@
 
 Pure functions of the measured results (no timing here), so the table code is unit-tested on
 fabricated results. Published numbers come only from the entry's paper_results.csv row.
+
+Video results (those with ``views``) are compared per view (one clip, one crop: what one forward pass
+costs) and in total over the test views, since the README publishes the total; params are not published
+for video, so their absence is not a problem there.
 """
 import csv
 import io
@@ -24,22 +28,28 @@ def delta_pct(measured: Optional[float], published: Optional[float]) -> Optional
 
 
 def verdict(params_delta: Optional[float], gflops_delta: Optional[float], notes: str, tol_pct: float,
-            note_number: Optional[int] = None) -> Tuple[str, bool]:
+            note_number: Optional[int] = None, total_delta: Optional[float] = None,
+            params_published: bool = True) -> Tuple[str, bool]:
     """(verdict, whether the row's note is cited) for the published params / GFLOPs of one entry.
 
-    ``ok`` when both are within ``tol_pct``; a GFLOPs disagreement that the row's own note explains
+    ``ok`` when all are within ``tol_pct``; a GFLOPs disagreement that the row's own note explains
     (it mentions FLOPs, e.g. UniFormer-L, issue #75) is ``published figure wrong (see note n)``;
-    anything else is reported as an unexplained mismatch.
+    anything else is reported as an unexplained mismatch. ``total_delta`` (video): our GFLOPs per view x
+    views against the published total, a separate check because the published per-view figure is derived
+    from the total. ``params_published=False``: a missing published param count is expected.
     """
     problems, cite = [], False
-    if gflops_delta is None or params_delta is None:
+    if gflops_delta is None or (params_delta is None and params_published):
         problems.append("no published figure")
-    if gflops_delta is not None and abs(gflops_delta) > tol_pct:
+    for what, delta in (("GFLOPs", gflops_delta), ("total GFLOPs", total_delta)):
+        if delta is None or abs(delta) <= tol_pct:
+            continue
         if "flops" in (notes or "").lower() and note_number is not None:
-            problems.append(GFLOPS_WRONG.format(n=note_number))
-            cite = True
+            text, cite = GFLOPS_WRONG.format(n=note_number), True
         else:
-            problems.append("GFLOPs mismatch (unexplained)")
+            text = f"{what} mismatch (unexplained)"
+        if text not in problems:
+            problems.append(text)
     if params_delta is not None and abs(params_delta) > tol_pct:
         problems.append("params mismatch (unexplained)")
     return ("; ".join(problems) or "ok"), cite
@@ -81,21 +91,38 @@ def build_rows(results: Sequence[Dict], precisions: Sequence[str], gemm: Dict[st
     Each result: ``entry`` (name), ``label``, ``model``, ``tag``, ``img_size``, ``row`` (the
     paper_results.csv dict), ``params`` (count), ``gmacs`` (fvcore multiply-adds, G) and
     ``timing[precision]`` (``profile_inference`` output plus ``status``/``reason``/``mode``, or absent).
+    Video results have ``task``, ``input_size`` (3, T, H, W), ``views`` and ``gmacs`` per view instead of
+    ``img_size``, and ``timing_shared_with`` (the entry whose measurement they reuse) where that applies;
+    their rows add frames, views, total GFLOPs (ours: per view x views) and the sharing.
     """
     rows, notes = [], []
     for r in results:
-        pub_p, pub_f = _num(r["row"].get("params_m")), _num(r["row"].get("gflops"))
+        row_pub, video = r["row"], "views" in r
+        pub_p = _num(row_pub.get("params_m"))
+        pub_f = _num(row_pub.get("gflops_per_view" if video else "gflops"))
         params_m = r["params"] / 1e6
         dp, df = delta_pct(params_m, pub_p), delta_pct(r["gmacs"], pub_f)
-        note = (r["row"].get("notes") or "").strip()
+        total = {}
+        if video:
+            pub_t, ours_t = _num(row_pub.get("gflops")), r["gmacs"] * r["views"]
+            total = {"gflops_total_published": pub_t, "gflops_total": ours_t,
+                     "gflops_total_delta_pct": delta_pct(ours_t, pub_t)}
+        note = (row_pub.get("notes") or "").strip()
         n = notes.index(note) + 1 if note in notes else len(notes) + 1
-        text, cite = verdict(dp, df, note, tol_pct, n)
+        text, cite = verdict(dp, df, note, tol_pct, n, total.get("gflops_total_delta_pct"), not video)
         if cite and note not in notes:
             notes.append(note)
-        row = {"entry": r["entry"], "label": r["label"], "model": r["model"], "tag": r["tag"],
-               "resolution": r["img_size"], "params_m_published": pub_p, "params_m": params_m,
-               "params_delta_pct": dp, "gflops_published": pub_f, "gflops": r["gmacs"], "gflops_delta_pct": df,
-               "verdict": text, "note": n if cite else None, "top1_published": _num(r["row"].get("top1"))}
+        row = {"entry": r["entry"], "label": r["label"], "model": r["model"], "tag": r["tag"]}
+        if video:
+            _, frames, height, _ = r["input_size"]
+            row.update(task=r["task"], frames=frames, resolution=height, views=r["views"])
+        else:
+            row["resolution"] = r["img_size"]
+        row.update({"params_m_published": pub_p, "params_m": params_m, "params_delta_pct": dp,
+                    "gflops_published": pub_f, "gflops": r["gmacs"], "gflops_delta_pct": df, **total,
+                    "verdict": text, "note": n if cite else None, "top1_published": _num(row_pub.get("top1"))})
+        if video:
+            row["timing_shared_with"] = r.get("timing_shared_with")
         for p in precisions:
             row.update(_speed_columns(p, r.get("timing", {}).get(p), r["gmacs"],
                                       (gemm.get(p) or {}).get("gflops_per_s")))
@@ -123,6 +150,27 @@ def _pct(v):
     return "–" if v is None else f"{v:+.1f}%"
 
 
+def _gflops_cell(r: Dict, key: str) -> str:
+    return f"{_f(r[f'{key}_published'], '{:g}')} / {r[key]:.2f} / {_pct(r[f'{key}_delta_pct'])}"
+
+
+def _lead_cells(r: Dict, i: int) -> Dict[str, str]:
+    """Column header -> cell for everything before the speed columns (image or video row)."""
+    cells = {"#": str(i), "Entry": f"{r['label']} (`{r['entry']}`)"}
+    cells.update({"Frames × res": f"{r['frames']} × {r['resolution']}"} if "views" in r
+                 else {"Res": str(r["resolution"])})
+    cells["Params M (pub / ours / Δ)"] = (f"{_f(r['params_m_published'], '{:g}')} / {r['params_m']:.2f} / "
+                                          f"{_pct(r['params_delta_pct'])}")
+    if "views" in r:
+        cells.update({"GFLOPs per view (pub / ours / Δ)": _gflops_cell(r, "gflops"), "Views": str(r["views"]),
+                      "GFLOPs total (pub / ours × views / Δ)": _gflops_cell(r, "gflops_total"),
+                      "Timing": f"as `{r['timing_shared_with']}`" if r.get("timing_shared_with") else "own"})
+    else:
+        cells["GFLOPs (pub / ours / Δ)"] = _gflops_cell(r, "gflops")
+    cells["Verdict"] = r["verdict"]
+    return cells
+
+
 def _speed_cells(r: Dict, p: str) -> List[str]:
     status = r[f"{p}_status"]
     if r[f"{p}_img_s"] is None:
@@ -137,21 +185,24 @@ def _speed_cells(r: Dict, p: str) -> List[str]:
 
 def render_markdown(rows: Sequence[Dict[str, object]], notes: Sequence[str], precisions: Sequence[str],
                     header: Dict[str, str], title: str, legend: Sequence[str] = ()) -> str:
-    """The report: title, a key/value header (machine, GEMM rates, settings), the table, legend and notes."""
+    """The report: title, a key/value header (machine, GEMM rates, settings), the table, legend and notes.
+
+    Video rows (with ``views``) get frames, GFLOPs per view and in total, and clips/s instead of img/s.
+    """
     out = [f"# {title}", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in header.items()]
-    cols = ["#", "Entry", "Res", "Params M (pub / ours / Δ)", "GFLOPs (pub / ours / Δ)", "Verdict"]
+    video = any("views" in r for r in rows)
+    cols = list(_lead_cells(rows[0], 1)) if rows else ["#", "Entry", "Res", "Params M (pub / ours / Δ)",
+                                                       "GFLOPs (pub / ours / Δ)", "Verdict"]
+    unit = "clips" if video else "img"
     for p in precisions:
-        cols += [f"{p} img/s (batch)", f"{p} latency ms", f"{p} GFLOP/s (% GEMM)"]
+        cols += [f"{p} {unit}/s (batch)", f"{p} latency ms", f"{p} GFLOP/s (% GEMM)"]
     has_train = any(f"{p}_train_img_s" in r for r in rows for p in precisions)
     if has_train:
-        cols += [f"{p} train img/s (batch)" for p in precisions]
+        cols += [f"{p} train {unit}/s (batch)" for p in precisions]
     out += ["", "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for i, r in enumerate(rows, 1):
-        cells = [str(i), f"{r['label']} (`{r['entry']}`)", str(r["resolution"]),
-                 f"{_f(r['params_m_published'], '{:g}')} / {r['params_m']:.2f} / {_pct(r['params_delta_pct'])}",
-                 f"{_f(r['gflops_published'], '{:g}')} / {r['gflops']:.2f} / {_pct(r['gflops_delta_pct'])}",
-                 r["verdict"]]
+        cells = list(_lead_cells(r, i).values())
         for p in precisions:
             cells += _speed_cells(r, p)
         if has_train:

@@ -6,6 +6,9 @@ once the next call would pass it, but at least one warm-up and one timed call al
 measurement is never empty; ``repeats_done < repeats`` marks it truncated.
 
 Out-of-memory is handled as timm's benchmark.py does: halve the batch and retry (``run_with_backoff``).
+
+Inputs: ``size`` is an image side (int, input (3, size, size)) or a full input shape without the batch
+dim, e.g. (3, T, H, W) for a video clip, so the same functions time image and video models.
 """
 import copy
 import gc
@@ -13,7 +16,7 @@ import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -158,22 +161,31 @@ def time_calls(fn: Callable[[], object], batch_size: int, warmup: int, repeats: 
     return out
 
 
-def random_images(batch_size: int, img_size: int, device="cpu", seed: int = 0) -> torch.Tensor:
+Size = Union[int, Sequence[int]]  # image side, or input shape without the batch dim
+
+
+def input_shape(size: Size) -> Tuple[int, ...]:
+    """(3, size, size) for an image side, else ``size`` as a tuple (e.g. (3, T, H, W))."""
+    return (3, size, size) if isinstance(size, int) else tuple(size)
+
+
+def random_images(batch_size: int, size: Size, device="cpu", seed: int = 0) -> torch.Tensor:
+    """Random inputs of shape (batch_size, *input_shape(size)): images or clips."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch_size, 3, img_size, img_size, generator=g).to(device)
+    return torch.randn(batch_size, *input_shape(size), generator=g).to(device)
 
 
-def time_inference(model: nn.Module, img_size: int, batch_size: int, warmup: int, repeats: int,
+def time_inference(model: nn.Module, size: Size, batch_size: int, warmup: int, repeats: int,
                    deadline: Optional[float] = None, device="cpu", track_memory: bool = True) -> Timing:
-    """Forward passes of ``model`` (taking fp32 NCHW, e.g. an ``InferenceModel``) on one random batch."""
-    x = random_images(batch_size, img_size, device)
+    """Forward passes of ``model`` (taking fp32 inputs, e.g. an ``InferenceModel``) on one random batch."""
+    x = random_images(batch_size, size, device)
     with torch.inference_mode(), PeakMemory(device) as mem:
         timing = time_calls(lambda: model(x), batch_size, warmup, repeats, deadline, device)
     timing.peak_mem_mb = mem.peak_mb if track_memory else None
     return timing
 
 
-def time_train_step(model: nn.Module, img_size: int, batch_size: int, warmup: int, repeats: int,
+def time_train_step(model: nn.Module, size: Size, batch_size: int, warmup: int, repeats: int,
                     deadline: Optional[float] = None, device="cpu", precision: str = "fp32",
                     channels_last: bool = False, num_classes: int = 1000) -> Timing:
     """Training steps (forward, cross-entropy, backward, AdamW step) on a copy of ``model``.
@@ -185,7 +197,7 @@ def time_train_step(model: nn.Module, img_size: int, batch_size: int, warmup: in
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = random_images(batch_size, img_size, device)
+    x = random_images(batch_size, size, device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch_size,), generator=torch.Generator().manual_seed(0)).to(device)
@@ -219,7 +231,7 @@ def fit_batch(requested: int, floor: int, s_per_img: float, seconds_left: float,
     return max(bs, floor)
 
 
-def profile_inference(model: nn.Module, img_size: int, batch_sizes: Sequence[int], warmup: int, repeats: int,
+def profile_inference(model: nn.Module, size: Size, batch_sizes: Sequence[int], warmup: int, repeats: int,
                       budget_s: Optional[float] = None, device="cpu", compiled: bool = False) -> Dict[str, object]:
     """Latency at ``batch_sizes[0]`` and throughput at each further batch size, within ``budget_s``.
 
@@ -238,10 +250,10 @@ def profile_inference(model: nn.Module, img_size: int, batch_sizes: Sequence[int
         if compiled:  # compile for this shape before the clock starts
             c = time.perf_counter()
             with torch.inference_mode():
-                model(random_images(bs, img_size, device))
+                model(random_images(bs, size, device))
             synchronize(device)
             excluded[0] += time.perf_counter() - c
-        return time_inference(model, img_size, bs, warmup, repeats, deadline(fraction), device)
+        return time_inference(model, size, bs, warmup, repeats, deadline(fraction), device)
 
     latency, lat_bs = run_with_backoff(lambda bs: run(bs, 1 / 3), batch_sizes[0])
     s_per_img = latency.seconds / lat_bs
@@ -259,9 +271,10 @@ def profile_inference(model: nn.Module, img_size: int, batch_sizes: Sequence[int
     return result
 
 
-def profile_train(model: nn.Module, img_size: int, batch_size: int, warmup: int, repeats: int,
+def profile_train(model: nn.Module, size: Size, batch_size: int, warmup: int, repeats: int,
                   budget_s: Optional[float] = None, s_per_img_hint: Optional[float] = None, device="cpu",
-                  precision: str = "fp32", channels_last: bool = False) -> Dict[str, object]:
+                  precision: str = "fp32", channels_last: bool = False, num_classes: int = 1000
+                  ) -> Dict[str, object]:
     """Training-step throughput at ``batch_size`` (shrunk to fit ``budget_s`` using ``s_per_img_hint``)."""
     t0 = time.perf_counter()
     deadline = None if budget_s is None else t0 + budget_s
@@ -269,7 +282,8 @@ def profile_train(model: nn.Module, img_size: int, batch_size: int, warmup: int,
     if budget_s is not None and s_per_img_hint:
         bs = fit_batch(batch_size, 1, 3 * s_per_img_hint, budget_s)  # fwd + bwd ~ 3x a forward
     timing, bs = run_with_backoff(
-        lambda b: time_train_step(model, img_size, b, warmup, repeats, deadline, device, precision, channels_last), bs)
+        lambda b: time_train_step(model, size, b, warmup, repeats, deadline, device, precision, channels_last,
+                                  num_classes), bs)
     return {"requested": batch_size, **timing.as_dict()}
 
 

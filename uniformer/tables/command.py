@@ -47,7 +47,8 @@ def run_report(args) -> int:
     # flat summary for `dvc metrics show / diff`
     io.write_json(stem.parent / f"{spec.name}_metrics.json", {
         r["entry"]: {k: r[k] for k in (spec.accuracy, "img_per_s", "gemm_frac", "gflops", "params_m")
-                     if r[k] is not None} for r in rows if r["verdict"] != "not measured"})
+                     + (("top5", "gflops_total") if spec.video else ()) if r[k] is not None}
+        for r in rows if r["verdict"] != "not measured"})
     measured = sum(r["verdict"] != "not measured" for r in rows)
     print(f"{stem}.md: {len(rows)} published entries, {measured} measured", file=sys.stderr)
     return 0

@@ -1,44 +1,46 @@
-# data.smk — the data set of each table: synthetic (smoke) or the user's real copy, always validated.
+# data.smk — the data sets of each table: synthetic (smoke) or the user's real copy, always validated.
+# The commands come from uniformer.commands.stage.data_commands (what `dvc repro` runs too).
+
+SYNTH_ROOTS = {data_cfg(d)["root"]: d for t in TABLE_NAMES for d in get_table(t).datasets
+               if "synth" in data_cfg(d)}
 
 
-rule synth_imagenet:
+rule synth_data:
     output:
-        manifest="data/synthetic/imagenet/manifest.json",
+        manifest="{root}/manifest.json",
+    wildcard_constraints:
+        root="|".join(SYNTH_ROOTS) or "no-synthetic-set",
     params:
         exe=UNIFORMER,
-        out=lambda w, output: Path(output.manifest).parent,
-        synth=lambda w: config["data"]["imagenet"]["smoke"]["synth"],
+        args=lambda w: cli_args(data_commands(SYNTH_ROOTS[w.root], data_cfg(SYNTH_ROOTS[w.root]))[0]),
+        synth=lambda w: data_cfg(SYNTH_ROOTS[w.root])["synth"],  # listed so that a change re-writes the set
     log:
-        LOGS / "data/synth_imagenet.log",
+        LOGS / "data/synth_{root}.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.exe} data synth imagenet --out {params.out} --classes {params.synth[classes]}"
-        " --train-per-class {params.synth[train_per_class]} --val-per-class {params.synth[val_per_class]}"
-        " --size {params.synth[size]} --seed {params.synth[seed]} > {log} 2>&1"
+        "{params.exe} {params.args} > {log} 2>&1"
 
 
-def imagenet_data_input(wildcards):
+def synth_input(wildcards):
     """The smoke profile's synthetic set is generated; a real data set is only checked."""
-    root = Path(data_cfg("imagenet")["root"])
-    if "synth" in data_cfg("imagenet"):
-        return [str(root / "manifest.json")]
-    return []
+    cfg = data_cfg(wildcards.dataset)
+    return [str(Path(cfg["root"]) / "manifest.json")] if "synth" in cfg else []
 
 
-rule check_imagenet:
+rule check_data:
     input:
-        imagenet_data_input,
+        synth_input,
     output:
-        f"results/data/imagenet/{PROFILE_NAME}.check.txt",
+        "results/data/{dataset}/%s.check.txt" % PROFILE_NAME,
     params:
         exe=UNIFORMER,
-        root=lambda w: data_cfg("imagenet")["root"],
+        args=lambda w: cli_args(data_commands(w.dataset, data_cfg(w.dataset))[-1]),
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
     shell:
-        "{params.exe} data check imagenet --root {params.root} > {output}.tmp && mv {output}.tmp {output}"
+        "{params.exe} {params.args} > {output}.tmp && mv {output}.tmp {output}"
