@@ -7,6 +7,7 @@ uniformer.cli``), as a user or the workflow would run it.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -118,7 +119,8 @@ def test_smoke_training_and_eval_beat_chance(smoke, dataset, smoke_params):
     assert resolved["global_batch"] == recipe["batch_size"]  # one process, no accumulation
     assert resolved["lr"] == pytest.approx(recipe["base_lr"] * recipe["batch_size"] / recipe["lr_base_size"])
     rows = (smoke["eval"] / "per_class.csv").read_text().splitlines()
-    assert rows[0] == "label,wnid,samples,correct,top1" and len(rows) == 1 + dataset["classes"]
+    assert rows[0] == "label,class,samples,correct,top1" and len(rows) == 1 + dataset["classes"]
+    assert all(re.fullmatch(r"n0\d{7}", r.split(",")[1]) for r in rows[1:])  # ImageNet class names: wnids
     assert sum(int(r.split(",")[2]) for r in rows[1:]) == dataset["val"]
     assert sum(int(r.split(",")[3]) for r in rows[1:]) == round(e["top1"] * dataset["val"] / 100)
 
