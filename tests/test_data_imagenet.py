@@ -56,10 +56,20 @@ def test_synth_is_deterministic_per_seed(tmp_path):
     # Rewriting into the same folder replaces the old set (no stale classes left behind).
     write_synthetic_imagenet(tmp_path / "a", 2, 1, 1, SIZE, seed=8)
     assert len(_wnids(tmp_path / "a")) == 2
+    # Snakemake deletes a rule's output (the manifest) before re-running it; a killed write leaves none either:
+    # the marker written first still identifies the folder as ours, so the rewrite goes ahead.
+    (tmp_path / "a" / "manifest.json").unlink()
+    assert write_synthetic_imagenet(tmp_path / "a", 3, 3, 1, SIZE, seed=7)["sha256"] == b["sha256"]
+    # A folder with user files and neither marker nor our manifest is never touched.
+    (tmp_path / "mine" / "train").mkdir(parents=True)
+    (tmp_path / "mine" / "train" / "keep.JPEG").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match=r"mine: not empty and not a synthetic set written here"):
+        write_synthetic_imagenet(tmp_path / "mine", 2, 1, 1, SIZE, seed=0)
+    assert (tmp_path / "mine" / "train" / "keep.JPEG").exists()
 
 
 def test_synth_has_exact_imagenet_layout(clean):
-    assert sorted(p.name for p in clean.iterdir()) == ["manifest.json", "train", "val"]
+    assert sorted(p.name for p in clean.iterdir()) == [".uniformer-synthetic", "manifest.json", "train", "val"]
     manifest = json.loads((clean / "manifest.json").read_text())
     wnids = _wnids(clean)
     assert wnids == _wnids(clean, "val") and len(wnids) == CLASSES

@@ -22,6 +22,8 @@ from uniformer.data.loader import build_loader
 from uniformer.data.something import SomethingSomething, read_ssv2_json, read_sth_list
 from uniformer.data.synth_video import (SSV_CLASSES, render_ssv_video, ssv_positions,
                                         write_synthetic_kinetics, write_synthetic_ssv1, write_synthetic_ssv2)
+from uniformer.data.video_augment import (ClipAugment, apply_to_frames, erase_clip, rand_augment_frames,
+                                          random_resized_crop, relative_crop_box)
 from uniformer.data.video import (VIDEO_MEAN, VIDEO_STD, BadVideoError, ClassIndexError, ClipSpec, ListFormatError,
                                   decode_video, dense_indices, load_video_class_index, normalize_class_name,
                                   require_class_index, segment_indices)
@@ -231,6 +233,13 @@ def test_cli_synth_and_refuses_foreign_folder(tmp_path, capsys):
     (foreign / "keep.txt").write_text("mine")
     assert cli(["data", "synth", "kinetics", "--out", str(foreign), "--classes", "2"]) == 2
     assert (foreign / "keep.txt").exists()
+    # a set of ours whose manifest is gone (Snakemake removes it before a re-run) is rewritten
+    ours = tmp_path / "ours"
+    write_synthetic_ssv1(ours, classes=2, train_per_class=1, val_per_class=1, frames=4, size=32, seed=0)
+    (ours / "manifest.json").unlink()
+    assert cli(["data", "synth", "ssv1", "--out", str(ours), "--classes", "2", "--train-per-class", "1",
+                "--val-per-class", "1", "--frames", "4", "--size", "32"]) == 0
+    assert (ours / "manifest.json").is_file()
 
 
 # --- sampling ---------------------------------------------------------------------------------------------
@@ -246,6 +255,9 @@ def test_dense_indices_follow_slowfast():
         idx = dense_indices(100, 8, 4, -1, generator=g)
         assert len(idx) == 8 and 0 <= idx[0] <= 68 and np.all(np.diff(idx) >= 3)
     assert dense_indices(10, 8, 4, 0, 4).tolist() == [0, 4, 8, 9, 9, 9, 9, 9]  # short video: clamped
+    # USE_OFFSET_SAMPLING (every dense Kinetics config): clip k starts at k * floor(68 / 3), last one at the end
+    assert [dense_indices(100, 8, 4, k, 4, use_offset=True)[0] for k in range(4)] == [0, 22, 44, 66]
+    assert dense_indices(100, 8, 4, 0, 1, use_offset=True)[0] == 34
     # Stride counted at 30 fps: a 15 fps video covers half as many source frames.
     assert dense_indices(100, 8, 4, None, fps=15, target_fps=30).tolist()[-1] - \
         dense_indices(100, 8, 4, None, fps=15, target_fps=30).tolist()[0] == 15
@@ -267,6 +279,7 @@ def test_clip_spec_from_published_cfgs():
     k400 = ClipSpec.from_pretrained_cfg(timm.models.get_pretrained_cfg("uniformer_small_video.k400_16x4"))
     assert (k400.sampling, k400.num_frames, k400.stride, k400.crop_size) == ("dense", 16, 4, 224)
     assert (k400.temporal_clips, k400.spatial_crops, k400.num_views, k400.random_flip) == (4, 1, 4, True)
+    assert (k400.use_offset, k400.target_fps) == (True, None)  # USE_OFFSET_SAMPLING, decord (no fps resampling)
     ssv = ClipSpec.from_pretrained_cfg(timm.models.get_pretrained_cfg("uniformer_small_video.ssv2_16f_from_k400"))
     assert (ssv.sampling, ssv.num_frames, ssv.temporal_clips, ssv.spatial_crops, ssv.random_flip) == \
         ("segment", 16, 1, 3, False)
@@ -297,7 +310,7 @@ def test_dense_clips_shapes_and_normalisation(sets):
     ds = Kinetics(root, root / "val.csv", same, "val", class_index=index)
     clip, _ = ds[1]
     video = decode_video(ds.items[1].path)
-    raw = video.rgb(dense_indices(len(video), 6, 3, None, fps=video.fps, target_fps=30))
+    raw = video.rgb(dense_indices(len(video), 6, 3, None))  # stride in file frames (official decord backend)
     expected = (torch.from_numpy(raw).permute(3, 0, 1, 2).float() / 255 - 0.45) / 0.225
     torch.testing.assert_close(clip, expected)
     # Decoding stops once the planned clips are covered (frame count from the mp4 header).
@@ -321,6 +334,74 @@ def test_segment_clips_from_frames_and_webm(sets):
     two_clips = replace(SEGMENT, temporal_clips=2)
     views, _ = SomethingSomething(ssv2, ssv2 / "somesomev2_rgb_validation_split.txt", two_clips, "test")[0]
     assert views.shape == (6, 3, 6, 32, 32)
+
+
+# --- training augmentation (the official _aug_frame) --------------------------------------------------------
+
+def test_rand_augment_is_one_draw_per_clip():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    clip = np.stack([frame] * 5)
+    aug = ClipAugment(rand_augment="rand-m9-n4-mstd0.5-inc1")
+    changed = 0
+    for seed in range(6):
+        torch.manual_seed(seed), np.random.seed(seed), __import__("random").seed(seed)
+        out = rand_augment_frames(clip, aug)
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        assert all(np.array_equal(out[0], out[t]) for t in range(1, 5))  # same ops, same magnitudes
+        changed += not np.array_equal(out[0], frame)
+    assert changed >= 5  # 4 ops at magnitude ~9 change the frame
+    # the replay helper: each frame sees the same draws, and the RNG moves on after the clip
+    import random
+    draws = apply_to_frames(lambda _: (random.random(), float(np.random.rand())), range(3))
+    assert draws[0] == draws[1] == draws[2] and apply_to_frames(lambda _: random.random(), [0])[0] != draws[0][0]
+
+
+def test_relative_area_crop_box_and_one_box_for_all_frames():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        top, left, h, w = relative_crop_box(120, 160, (0.08, 1.0), (0.75, 1.3333), g)
+        assert 0 <= top <= 120 - h and 0 <= left <= 160 - w
+        assert 0.07 <= h * w / (120 * 160) <= 1.0 and 0.7 <= w / h <= 1.4
+    # impossible aspect range: the fallback is the centre crop clamped to the range (SlowFast)
+    assert relative_crop_box(100, 100, (0.5, 1.0), (3.0, 4.0), g) == (33, 0, 33, 100)
+    base = torch.rand(1, 3, 60, 80)
+    frames = base + torch.arange(4.0).view(4, 1, 1, 1)  # frame t = frame 0 + t
+    out = random_resized_crop(frames, 32, (0.08, 1.0), (0.75, 1.3333), torch.Generator().manual_seed(1))
+    assert out.shape == (4, 3, 32, 32)
+    torch.testing.assert_close(out - out[:1], torch.arange(4.0).view(4, 1, 1, 1).expand_as(out))  # same box
+
+
+def test_random_erasing_is_one_box_through_every_frame():
+    random = __import__("random")
+    random.seed(0)
+    for _ in range(10):
+        clip = erase_clip(torch.zeros(3, 4, 40, 40), ClipAugment(reprob=1.0))
+        mask = clip != 0
+        assert torch.equal(mask, mask[:1, :1].expand_as(mask))  # the same box in every channel and frame
+        share = mask[0, 0].float().mean().item()
+        assert 0.015 <= share <= 1 / 3 + 0.01
+        assert not torch.equal(clip[:, 0], clip[:, 1])  # per-pixel noise ('pixel' mode), not a copied frame
+    assert torch.count_nonzero(erase_clip(torch.zeros(3, 2, 16, 16), ClipAugment(reprob=0.0))) == 0
+
+
+def test_repeated_samples_and_recipe_augment(sets):
+    root = sets / "kinetics"
+    aug = ClipAugment(rand_augment="rand-m7-n4-mstd0.5-inc1", scale=(0.08, 1.0), reprob=0.25, num_sample=2)
+    ds = Kinetics(root, root / "train.csv", DENSE, "train", class_index=root / "classes.txt", augment=aug)
+    clips, label = ds[0]
+    assert clips.shape == (2, 3, 6, 32, 32) and not torch.equal(clips[0], clips[1])  # 2 augmentations, 1 decode
+    samples, targets, _ = next(iter(build_loader(ds, 2, False, 0, seed=0)))
+    assert samples.shape == (2, 2, 3, 6, 32, 32) and targets.tolist() == [ds.items[0].label, ds.items[1].label]
+    val = Kinetics(root, root / "val.csv", DENSE, "val", class_index=root / "classes.txt", augment=aug)
+    assert val[0][0].shape == (3, 6, 32, 32)  # augmentation is for training only
+    assert ClipAugment.from_cfg({"scale": [0.08, 1], "num_sample": None}) == ClipAugment(scale=(0.08, 1.0))
+    with pytest.raises(ConfigError, match="unknown key"):
+        ClipAugment.from_cfg({"rand_aug": "rand"})
+    with pytest.raises(ConfigError, match="aug.scale"):
+        ClipAugment.from_cfg({"scale": [0.5, 2.0]})
+    with pytest.raises(ConfigError, match="rand_augment"):
+        ClipAugment.from_cfg({"rand_augment": "v0"})
 
 
 def test_loader_batches_all_views(sets):

@@ -67,7 +67,7 @@ def _draws(gen):
 def test_checkpoint_round_trip_weights_only(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3))
     cfg = {"opt": "adamw", "weight_decay": 0.05, "opt_eps": 1e-8, "opt_betas": None, "momentum": 0.9,
-           "sched": "cosine", "epochs": 4, "min_lr": 1e-5, "warmup_lr": 1e-6, "warmup_epochs": 1,
+           "sched": "cosine", "epochs": 4, "min_lr": 1e-5, "warmup_lr": 1e-6, "warmup_epochs": 1, "warmup_prefix": False,
            "cooldown_epochs": 0, "sched_on_updates": True}
     opt = R.build_optimizer(cfg, model, 1e-3)
     sched, _ = R.build_scheduler(cfg, opt, updates_per_epoch=3)

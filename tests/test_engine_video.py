@@ -9,6 +9,7 @@ import torch.nn as nn
 import uniformer  # noqa: F401  (registers the models)
 from uniformer.config import ConfigError, load_params
 from uniformer.data.video import ClassIndexError
+from uniformer.data.video_augment import ClipAugment
 from uniformer.engine import recipe as R
 from uniformer.engine.datasets import VideoData, open_data, table_of
 from uniformer.engine.evaluate import evaluate, evaluate_counts
@@ -39,6 +40,14 @@ def test_every_published_video_entry_has_a_paper_recipe_and_its_protocol(params)
         if e.row["sampling_stride"]:
             assert spec.stride == int(e.row["sampling_stride"]), e.name
         assert spec.random_flip == e.row["task"].startswith("kinetics"), e.name  # SSV: left/right classes
+        assert spec.use_offset == (spec.sampling == "dense") and spec.target_fps is None, e.name
+        # the official _aug_frame: RandAugment per family, relative-area crop, erasing, 2 clips per video
+        aug = ClipAugment.from_cfg(cfg["aug"])
+        ra = {"uniformer_xxs_video": "rand-m5-n2-mstd0.25", "uniformer_xxs_ls_video": "rand"}.get(
+            e.name.split(".")[0], "rand-m7-n4-mstd0.5-inc1")
+        assert (aug.rand_augment, aug.scale, aug.ratio, aug.reprob, aug.remode, aug.num_sample) == \
+            (ra, (0.08, 1.0), (0.75, 1.3333), 0.25, "pixel", 2), e.name
+        assert cfg["warmup_prefix"] is True, e.name  # COSINE_AFTER_WARMUP
     # per-model blocks apply: UniFormer-B K400 uses the B recipe (drop path 0.3, its own ImageNet weights)
     b = R.resolve_train_config(params, "kinetics400", "paper", "uniformer_base_video.k400_16x4")
     assert (b["drop_path"], b["init"]["checkpoint"]) == (0.3, "checkpoints/uniformer_base_in1k.pth")
@@ -50,6 +59,31 @@ def test_video_recipe_rejects_image_keys_and_unknown_clip_keys(params):
         R.resolve_train_config(params, "kinetics400", "smoke", None, ["aa=rand"])
     with pytest.raises(ConfigError, match="inflate"):
         R.resolve_train_config(params, "kinetics400", "smoke", None, ["init.inflate=sideways"])
+
+
+def test_cosine_after_warmup_matches_slowfast(params):
+    """SlowFast lr_policy 'cosine' with COSINE_AFTER_WARMUP: linear warm-up from WARMUP_START_LR to BASE_LR over
+    WARMUP_EPOCHS, then a cosine to COSINE_END_LR over MAX_EPOCH - WARMUP_EPOCHS; per iteration."""
+    import math
+
+    cfg = R.resolve_train_config(params, "kinetics400", "paper")
+    base, end, start, warm, total = 1e-4, cfg["min_lr"], cfg["warmup_lr"], cfg["warmup_epochs"], cfg["epochs"]
+    assert (warm, total, start, end) == (10, 110, 1e-6, 1e-6)
+    opt = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=base)
+    per_epoch = 7
+    sched, epochs = R.build_scheduler(cfg, opt, per_epoch)
+    assert epochs == total  # the warm-up is inside the 110 epochs, not added to them
+
+    def slowfast(e):
+        if e < warm:
+            return start + e * (base - start) / warm
+        return end + (base - end) * (math.cos(math.pi * (e - warm) / (total - warm)) + 1) * 0.5
+
+    for e in (0.0, 5.0, 9.0, 10.0, 35.0, 60.0, 100.0, 109.0, 3 / 7):
+        sched.step_update(round(e * per_epoch))
+        assert opt.param_groups[0]["lr"] == pytest.approx(slowfast(e), rel=1e-6, abs=1e-12), e
+    smoke = R.resolve_train_config(params, "kinetics400", "smoke")
+    assert smoke["warmup_prefix"] is False
 
 
 def test_clip_mixup_gives_every_frame_the_same_box_and_weight(params):
@@ -146,7 +180,9 @@ def test_train_then_eval_a_video_model_in_process(kinetics, tmp_path, params):
 
     cfg = R.resolve_train_config(params, "kinetics400", "smoke", "uniformer_xxs_video.k400_16f_128",
                                  ["epochs=1", "batch_size=2", "eval_batch_size=2", "warmup_epochs=0",
-                                  "clip.crop_size=32", "clip.train_scales=[32,40]", "clip.num_frames=4"])
+                                  "clip.crop_size=32", "clip.train_scales=[32,40]", "clip.num_frames=4",
+                                  "aug.rand_augment=rand-m7-n4-mstd0.5-inc1", "aug.scale=[0.08,1.0]",
+                                  "aug.reprob=0.25", "aug.num_sample=2"])
     cfg["data"].update(root=str(kinetics), synth=None)
     out = tmp_path / "run"
     result = train(cfg, dataset="kinetics400", profile="smoke", out=str(out), progress=False, device="cpu")
@@ -155,6 +191,7 @@ def test_train_then_eval_a_video_model_in_process(kinetics, tmp_path, params):
     assert result["class_index"].endswith("classes.txt")
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["val_top1"] == result["val_top1"]
+    assert result["samples_seen"] == 3 * 2 * 2  # 6 videos, batches of 2 -> 3 steps of 2 videos x 2 clips each
     m = evaluate(str(out / "last.pth"), _video_eval_cfg(temporal_clips=3), dict(cfg["data"]), dataset="kinetics400",
                  out=str(tmp_path / "eval"), progress=False)
     assert (m["checkpoint_kind"], m["views"], m["num_frames"], m["crop_size"], m["samples"]) == \

@@ -14,13 +14,13 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..io import write_json
+from .synth_out import manifest_sha256, prepare_out
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "stripes", "star", "chevron")
 COLOURS = ("red", "yellow", "green", "cyan", "blue", "purple", "magenta")  # hue families, evenly spaced
@@ -147,24 +147,6 @@ def _encode_jpeg(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def manifest_sha256(manifest: dict) -> str:
-    """sha256 of the manifest's content without its own ``sha256`` key (canonical JSON)."""
-    body = {k: v for k, v in manifest.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _clear_previous(out: Path) -> None:
-    # Only a folder we wrote before (it has our manifest) is cleared; anything else is left to the user.
-    manifest = out / "manifest.json"
-    splits = [out / s for s in SPLIT_CODES if (out / s).exists()]
-    if splits and not manifest.is_file():
-        raise FileExistsError(f"{out}: already holds {splits[0].name}/ but no manifest.json, so it is not a "
-                              f"synthetic set written here; delete it or pick another --out")
-    manifest.unlink(missing_ok=True)  # first, so an interrupted rewrite leaves no manifest behind
-    for split in splits:
-        shutil.rmtree(split)
-
-
 def write_synthetic_imagenet(out: os.PathLike, classes: int, train_per_class: int, val_per_class: int,
                              size: int, seed: int) -> dict:
     """Write ``out/{train,val}/<wnid>/*.JPEG`` and ``out/manifest.json``; return the manifest.
@@ -180,7 +162,7 @@ def write_synthetic_imagenet(out: os.PathLike, classes: int, train_per_class: in
     if train_per_class < 1 or val_per_class < 0:
         raise ValueError("need train_per_class >= 1 and val_per_class >= 0")
     out = Path(out)
-    _clear_previous(out)
+    prepare_out(out, __name__)
     wnids = make_wnids(classes, seed)
     files = []
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):

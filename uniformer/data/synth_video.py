@@ -39,7 +39,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -47,10 +46,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..io import write_json
+from .synth_out import MANIFEST, manifest_sha256, prepare_out
 from .something import LIST_NAME, V2_LABELS, V2_SPLIT_JSON
 from .video import FRAME_TEMPLATE
 
-MANIFEST = "manifest.json"
 SPLITS = {"train": 0, "val": 1}
 DATASET_CODES = {"kinetics": 1, "ssv2": 2, "ssv1": 3}
 
@@ -214,28 +213,6 @@ def render_ssv_video(kind: int, num_frames: int, size: int, rng: np.random.Gener
 
 # --- writing ----------------------------------------------------------------------------------------------
 
-def manifest_sha256(manifest: dict) -> str:
-    """sha256 of the manifest's content without its own ``sha256`` key (canonical JSON)."""
-    body = {k: v for k, v in manifest.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _prepare_out(out: Path) -> None:
-    """Only a folder we wrote before (it has our manifest) is cleared; anything else is left to the user."""
-    if out.exists() and any(out.iterdir()):
-        manifest = out / MANIFEST
-        try:
-            ours = json.loads(manifest.read_text()).get("generator") == __name__
-        except (OSError, ValueError):
-            ours = False
-        if not ours:
-            raise FileExistsError(f"{out}: not empty and not a synthetic video set written here (no "
-                                  f"{MANIFEST} from {__name__}); delete it or pick another --out")
-        manifest.unlink()  # first, so an interrupted rewrite leaves no manifest behind
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 class _Writer:
     def __init__(self, out: Path):
         self.out = out
@@ -288,7 +265,7 @@ def write_synthetic_kinetics(out: os.PathLike, classes: int = 5, train_per_class
     """Write a synthetic Kinetics-format set to ``out`` (see the module doc); return the manifest."""
     _check_args(classes, len(KINETICS_CLASSES), (train_per_class, val_per_class), frames, size)
     out = Path(out)
-    _prepare_out(out)
+    prepare_out(out, __name__)
     w = _Writer(out)
     kinds = _permutation(classes, seed, DATASET_CODES["kinetics"])  # label k shows KINETICS_CLASSES[kinds[k]]
     names = [KINETICS_CLASSES[kinds[k]][0] for k in range(classes)]
@@ -326,7 +303,7 @@ def _write_ssv(out: os.PathLike, version: int, classes: int, train_per_class: in
                size: int, fps: int, seed: int) -> dict:
     _check_args(classes, len(SSV_CLASSES), (train_per_class, val_per_class), frames, size)
     out = Path(out)
-    _prepare_out(out)
+    prepare_out(out, __name__)
     w = _Writer(out)
     dataset = f"ssv{version}"
     code = DATASET_CODES[dataset]

@@ -16,12 +16,13 @@ module turns an item into tensors the way the official SlowFast code base does:
   including the ``target_fps`` rescaling) and ``segment_indices`` (Something-Something: T equal segments,
   a random frame per segment in training, the centre at test; the official ``sth`` loader).
 * **spatial** -- training: short side drawn from ``train_scales``, random ``crop_size`` crop, optional
-  horizontal flip; val/test: short side ``test_scale`` (default ``crop_size``), 1 centre crop or 3 crops
+  horizontal flip, or the paper recipes' RandAugment / relative-area crop / random erasing / repeated
+  samples (``video_augment.ClipAugment``); val/test: short side ``test_scale`` (default ``crop_size``), 1 centre crop or 3 crops
   (left/centre/right, or top/centre/bottom for portrait frames); then ``(x/255 - mean) / std``.
 * **views** -- ``mode="test"`` returns every view of a video, ``(V, C, T, H, W)`` with
   ``V = temporal_clips * spatial_crops`` in SlowFast order (view ``v`` = clip ``v // crops``, crop
   ``v % crops``), so an evaluator averages the V scores of a video; ``"train"`` and ``"val"`` return one
-  clip ``(C, T, H, W)`` (val: the centre clip, centre crop).
+  clip ``(C, T, H, W)`` (val: the centre clip, centre crop), train ``(N, C, T, H, W)`` with N repeated samples.
 
 Unreadable videos do not stop an epoch: like ``ImageNetFolder``, ``VideoDataset.get_checked`` returns the
 next readable video in its place with ``ok=False``, and ``loader.build_loader`` counts the skips.
@@ -42,6 +43,7 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError
 from .images import BadImageError, open_image
+from .video_augment import ClipAugment, erase_clip, rand_augment_frames, random_resized_crop
 
 log = logging.getLogger(__name__)
 
@@ -312,11 +314,13 @@ def _uniform(lo: float, hi: float, generator: Optional[torch.Generator]) -> floa
 
 def dense_indices(num_frames: int, clip_len: int, stride: int, clip_idx: Optional[int] = None,
                   num_clips: int = 1, fps: Optional[float] = None, target_fps: Optional[float] = None,
-                  generator: Optional[torch.Generator] = None) -> np.ndarray:
+                  generator: Optional[torch.Generator] = None, use_offset: bool = False) -> np.ndarray:
     """Frame indices (0-based) of a dense clip: ``clip_len`` frames spanning ``clip_len * stride`` frames.
 
     ``clip_idx``: -1 a random clip (training), None the centre clip, k the k-th of ``num_clips`` clips
-    (start = k / num_clips of the slack, as SlowFast's ``get_start_end_idx``). With ``fps`` and
+    (start = k / num_clips of the slack, as SlowFast's ``get_start_end_idx``; with ``use_offset``, its
+    ``DATA.USE_OFFSET_SAMPLING`` that the Kinetics configs set, start = k * floor(slack / (num_clips - 1)):
+    the first clip at the start, the last at the end). With ``fps`` and
     ``target_fps`` the span is rescaled to ``clip_len * stride * fps / target_fps`` source frames, so the
     stride is counted at ``target_fps`` (SlowFast ``DATA.TARGET_FPS``, 30). Indices past the end of a short
     video repeat the last frame.
@@ -332,7 +336,8 @@ def dense_indices(num_frames: int, clip_len: int, stride: int, clip_idx: Optiona
     else:
         if not 0 <= clip_idx < num_clips:
             raise ValueError(f"clip_idx {clip_idx} outside 0..{num_clips - 1}")
-        start = delta * clip_idx / num_clips
+        start = clip_idx * math.floor(delta / (num_clips - 1)) if use_offset and num_clips > 1 else \
+            math.floor(delta / 2) if use_offset else delta * clip_idx / num_clips
     index = torch.linspace(start, start + span - 1, clip_len)
     return torch.clamp(index, 0, num_frames - 1).long().numpy()
 
@@ -410,21 +415,25 @@ def _sampling_kind(frame_sampling: str, stride: Optional[int]) -> str:
 class ClipSpec:
     """How a video becomes model input. Defaults follow the SlowFast / UniFormer configs.
 
-    ``train_scales``: training short side drawn uniformly from [lo, hi] (``DATA.TRAIN_JITTER_SCALES``);
+    ``train_scales``: training short side drawn uniformly from [lo, hi] (``DATA.TRAIN_JITTER_SCALES``; the
+    paper recipes crop by relative area instead, see ``video_augment.ClipAugment``);
     ``test_scale``: val/test short side (None = ``crop_size``, what the official test.sh / README use).
     ``random_flip`` must stay False for Something-Something (left/right classes; ``RANDOM_FLIP: False``).
-    Not reproduced: RandAugment, random erasing and the relative-area crop of the SSV training recipe.
+    ``target_fps``: None counts the dense stride in the file's frames (the official configs decode with
+    decord, which does not resample to ``DATA.TARGET_FPS``); a number rescales it to that frame rate (PyAV
+    backend of SlowFast). ``use_offset``: SlowFast's ``DATA.USE_OFFSET_SAMPLING`` test-clip placement.
     """
     num_frames: int = 16
     sampling: str = "dense"
     stride: int = 4
-    target_fps: Optional[float] = 30.0
+    target_fps: Optional[float] = None
     crop_size: int = 224
     train_scales: Tuple[int, int] = (256, 320)
     test_scale: Optional[int] = None
     temporal_clips: int = 1
     spatial_crops: int = 1
     random_flip: bool = True
+    use_offset: bool = False
     mean: Tuple[float, ...] = VIDEO_MEAN
     std: Tuple[float, ...] = VIDEO_STD
 
@@ -448,7 +457,8 @@ class ClipSpec:
     def from_pretrained_cfg(cls, cfg: Union[Mapping[str, Any], Any], **overrides) -> "ClipSpec":
         """The spec of a published video model (``model.pretrained_cfg`` dict or a video cfg dataclass):
         frames, dense stride or segments, crop size, test views, mean/std; no flip for Something-Something
-        (the ``sth`` loader's configs set ``RANDOM_FLIP: False``)."""
+        (the ``sth`` loader's configs set ``RANDOM_FLIP: False``); offset test clips for dense sampling (every
+        dense Kinetics config sets ``USE_OFFSET_SAMPLING: True``)."""
         get = cfg.get if isinstance(cfg, Mapping) else (lambda k, d=None: getattr(cfg, k, d))
         _, t, h, _ = get("input_size")
         stride = get("sampling_stride")
@@ -457,7 +467,7 @@ class ClipSpec:
         sth = "sth" in frame_sampling.lower() or get("num_classes") == 174
         kw = dict(num_frames=int(t), sampling=sampling, stride=int(stride or 1), crop_size=int(h),
                   temporal_clips=int(get("temporal_clips") or 1), spatial_crops=int(get("spatial_crops") or 1),
-                  random_flip=not sth, mean=tuple(get("mean") or VIDEO_MEAN), std=tuple(get("std") or VIDEO_STD))
+                  random_flip=not sth, use_offset=sampling == "dense", mean=tuple(get("mean") or VIDEO_MEAN), std=tuple(get("std") or VIDEO_STD))
         kw.update(overrides)
         return cls(**kw)
 
@@ -469,34 +479,49 @@ def temporal_views(spec: ClipSpec, num_frames: int, mode: str, fps: Optional[flo
     n_clips = spec.temporal_clips if mode == "test" else 1
     if spec.sampling == "dense":
         return [dense_indices(num_frames, spec.num_frames, spec.stride, c, n_clips, fps, spec.target_fps,
-                              generator) for c in clips]
+                              generator, spec.use_offset) for c in clips]
     return [segment_indices(num_frames, spec.num_frames, c, n_clips, generator) for c in clips]
 
 
 def frames_to_views(frames: np.ndarray, spec: ClipSpec, mode: str,
-                    generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
+                    generator: Optional[torch.Generator] = None,
+                    augment: Optional[ClipAugment] = None) -> List[torch.Tensor]:
     """``(T, H, W, 3)`` uint8 of one temporal view -> its spatial views, each ``(C, T, crop, crop)`` float,
-    normalised. Training: scale jitter, random crop, flip; val: 1 centre crop; test: ``spatial_crops``."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # T C H W
-    if mode == "train":
-        lo, hi = spec.train_scales
-        x = short_side_resize(x, int(round(_uniform(lo, hi, generator))) if hi > lo else lo)
-        x = random_crop(x, spec.crop_size, generator)
-        if spec.random_flip and float(torch.rand((), generator=generator)) < 0.5:
-            x = x.flip(-1)
-        crops = [x]
-    else:
-        x = short_side_resize(x, spec.test_scale or spec.crop_size)
-        idx = [1] if mode == "val" or spec.spatial_crops == 1 else [0, 1, 2]
-        crops = [uniform_crop(x, spec.crop_size, i) for i in idx]
+    normalised. Training: ``augment.num_sample`` clips (default 1), each RandAugment'ed, cropped (relative
+    area, or scale jitter + random crop), flipped and erased per ``augment`` (see ``video_augment``); val: 1
+    centre crop; test: ``spatial_crops``."""
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(spec.std).view(1, -1, 1, 1)
-    return [((c - mean) / std).permute(1, 0, 2, 3).contiguous() for c in crops]  # C T H W
+
+    def to_float(f: np.ndarray) -> torch.Tensor:  # T H W C uint8 -> T C H W in [0, 1]
+        return torch.from_numpy(np.ascontiguousarray(f)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    if mode != "train":
+        x = short_side_resize(to_float(frames), spec.test_scale or spec.crop_size)
+        idx = [1] if mode == "val" or spec.spatial_crops == 1 else [0, 1, 2]
+        crops = [uniform_crop(x, spec.crop_size, i) for i in idx]
+        return [((c - mean) / std).permute(1, 0, 2, 3).contiguous() for c in crops]  # C T H W
+    aug = augment or ClipAugment()
+    clips = []
+    for _ in range(aug.num_sample):
+        x = to_float(rand_augment_frames(frames, aug) if aug.rand_augment else frames)
+        if aug.scale is not None:
+            x = random_resized_crop(x, spec.crop_size, aug.scale, aug.ratio, generator)
+        else:
+            lo, hi = spec.train_scales
+            x = short_side_resize(x, int(round(_uniform(lo, hi, generator))) if hi > lo else lo)
+            x = random_crop(x, spec.crop_size, generator)
+        if spec.random_flip and float(torch.rand((), generator=generator)) < 0.5:
+            x = x.flip(-1)
+        clip = ((x - mean) / std).permute(1, 0, 2, 3).contiguous()  # C T H W
+        clips.append(erase_clip(clip, aug) if aug.reprob > 0 else clip)
+    return clips
 
 
-def load_views(item: VideoItem, spec: ClipSpec, mode: str,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Decode ``item`` and build its views: ``(C, T, H, W)`` in train/val, ``(V, C, T, H, W)`` in test."""
+def load_views(item: VideoItem, spec: ClipSpec, mode: str, generator: Optional[torch.Generator] = None,
+               augment: Optional[ClipAugment] = None) -> torch.Tensor:
+    """Decode ``item`` and build its views: ``(C, T, H, W)`` in val (and train), ``(V, C, T, H, W)`` in test,
+    ``(N, C, T, H, W)`` in train with ``augment.num_sample`` N > 1 (N augmentations of one decoded clip)."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; expected one of {MODES}")
     if item.is_frames:
@@ -518,8 +543,8 @@ def load_views(item: VideoItem, spec: ClipSpec, mode: str,
         index_sets = planned if planned and not video.complete else \
             temporal_views(spec, len(video), mode, video.fps, generator)
         read = video.rgb
-    views = [v for idx in index_sets for v in frames_to_views(read(idx), spec, mode, generator)]
-    return views[0] if mode != "test" else torch.stack(views)
+    views = [v for idx in index_sets for v in frames_to_views(read(idx), spec, mode, generator, augment)]
+    return views[0] if len(views) == 1 and mode != "test" else torch.stack(views)
 
 
 # --- dataset ----------------------------------------------------------------------------------------------
@@ -532,11 +557,12 @@ class VideoDataset(Dataset):
     ``classes``: the class names in label order (a class index), or None; labels must lie in
     0..len(classes)-1 when given. Random draws (training clip, scale, crop, flip) use ``generator`` or, if
     None (the right choice with DataLoader workers, which seed torch per worker), torch's global RNG.
+    ``augment``: the training augmentation of the recipe (``video_augment.ClipAugment``; train mode only).
     """
 
     def __init__(self, items: Sequence[VideoItem], spec: ClipSpec, mode: str = "train",
                  classes: Optional[Sequence[str]] = None, name: str = "video",
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, augment: Optional[ClipAugment] = None):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}; expected one of {MODES}")
         if not items:
@@ -551,6 +577,7 @@ class VideoDataset(Dataset):
             check_label_range(self.items, max(it.label for it in self.items) + 1, "no class index given")
         self.name = name
         self.generator = generator
+        self.augment = augment if mode == "train" else None
         self.bad_files: List[str] = []
         self._bad = set()
 
@@ -570,7 +597,7 @@ class VideoDataset(Dataset):
             if item.path in self._bad:
                 continue
             try:
-                clip = load_views(item, self.spec, self.mode, self.generator)
+                clip = load_views(item, self.spec, self.mode, self.generator, self.augment)
             except BadVideoError as e:
                 self._bad.add(item.path)
                 self.bad_files.append(item.path)

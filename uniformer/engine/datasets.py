@@ -24,7 +24,7 @@ DATASET_TABLE = {"imagenet": "imagenet", "kinetics400": "kinetics", "kinetics600
 DATASETS = tuple(DATASET_TABLE)
 VIDEO_DATASETS = ("kinetics400", "kinetics600", "ssv1", "ssv2")
 CLIP_KEYS = ("num_frames", "stride", "sampling", "crop_size", "train_scales", "test_scale", "random_flip",
-             "target_fps", "temporal_clips", "spatial_crops")
+             "target_fps", "use_offset", "temporal_clips", "spatial_crops")
 
 
 def table_of(dataset: str) -> str:
@@ -189,13 +189,18 @@ class VideoData:
                 (round(c * spec.train_scales[0] / spec.crop_size), round(c * spec.train_scales[1] / spec.crop_size))
         return ClipSpec.from_pretrained_cfg(cfg, **over)
 
-    def _dataset(self, split: str, mode: str, spec, classes):
+    def _dataset(self, split: str, mode: str, spec, classes, augment=None):
         from ..data.video import VideoDataset
 
-        return VideoDataset(self._read(split, classes), spec, mode, classes, name=str(self.list_path(split)))
+        return VideoDataset(self._read(split, classes), spec, mode, classes, name=str(self.list_path(split)),
+                            augment=augment)
 
     def train_set(self, cfg, model, classes):
-        return self._dataset("train", "train", self.clip_spec(model, cfg.get("clip")), classes)
+        """Random clips with the recipe's ``aug`` block (RandAugment, relative-area crop, erasing, repeats)."""
+        from ..data.video_augment import ClipAugment
+
+        return self._dataset("train", "train", self.clip_spec(model, cfg.get("clip")), classes,
+                             ClipAugment.from_cfg(cfg.get("aug")))
 
     def val_set(self, cfg, model, classes):
         return self._dataset("val", "val", self.clip_spec(model, cfg.get("clip")), classes)
@@ -236,7 +241,7 @@ def describe_clip(spec) -> Dict[str, Any]:
             "stride": spec.stride if spec.sampling == "dense" else None, "crop_size": spec.crop_size,
             "train_scales": list(spec.train_scales), "test_scale": spec.test_scale or spec.crop_size,
             "temporal_clips": spec.temporal_clips, "spatial_crops": spec.spatial_crops, "views": spec.num_views,
-            "random_flip": spec.random_flip}
+            "random_flip": spec.random_flip, "use_offset": spec.use_offset, "target_fps": spec.target_fps}
 
 
 def check_classes(expected: Sequence[str], found: Sequence[str], where: str) -> None:

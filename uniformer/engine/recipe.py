@@ -30,15 +30,16 @@ from ..config import ConfigError, apply_overrides, section
 COMMON_KEYS = (
     "model", "model_kwargs", "epochs", "batch_size", "accum_steps", "workers",
     "opt", "base_lr", "lr_base_size", "lr", "weight_decay", "opt_eps", "opt_betas", "momentum", "clip_grad",
-    "sched", "sched_on_updates", "warmup_epochs", "warmup_lr", "min_lr", "cooldown_epochs",
+    "sched", "sched_on_updates", "warmup_epochs", "warmup_prefix", "warmup_lr", "min_lr", "cooldown_epochs",
     "drop", "drop_path", "smoothing", "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
     "mixup_mode", "model_ema", "model_ema_decay", "eval_ema", "amp", "channels_last", "seed",
     "deterministic", "eval_batch_size", "eval_every",
 )
-# images: timm's transform keys; video: the clip protocol (``datasets.CLIP_KEYS``) and the initial weights
+# images: timm's transform keys; video: the clip protocol (``datasets.CLIP_KEYS``), the training augmentation
+# (``data.video_augment.AUG_KEYS``) and the initial weights
 IMAGE_KEYS = ("img_size", "aa", "color_jitter", "train_interpolation", "scale", "ratio", "hflip", "reprob",
               "remode", "recount", "repeated_aug")
-VIDEO_KEYS = ("clip", "init")
+VIDEO_KEYS = ("clip", "aug", "init")
 REQUIRED_KEYS = COMMON_KEYS + IMAGE_KEYS
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -295,12 +296,20 @@ def build_optimizer(cfg: Dict[str, Any], model: nn.Module, lr: float):
 
 
 def build_scheduler(cfg: Dict[str, Any], optimizer, updates_per_epoch: int):
-    """timm ``create_scheduler_v2`` -> (scheduler, total epochs incl. cool-down)."""
+    """timm ``create_scheduler_v2`` -> (scheduler, total epochs incl. cool-down).
+
+    ``warmup_prefix``: the decay runs over ``epochs - warmup_epochs`` after the warm-up (SlowFast's
+    ``COSINE_AFTER_WARMUP``) instead of over all ``epochs`` (DeiT / timm default); ``epochs`` stays the total.
+    """
     from timm.scheduler import create_scheduler_v2
 
+    prefix = bool(cfg["warmup_prefix"])
+    epochs, warmup = int(cfg["epochs"]), int(cfg["warmup_epochs"])
+    if prefix and epochs <= warmup:
+        raise ConfigError(f"warmup_prefix with epochs={epochs} <= warmup_epochs={warmup}: no epoch left to decay")
     return create_scheduler_v2(
-        optimizer, sched=cfg["sched"], num_epochs=int(cfg["epochs"]), min_lr=float(cfg["min_lr"]),
-        warmup_lr=float(cfg["warmup_lr"]), warmup_epochs=int(cfg["warmup_epochs"]),
+        optimizer, sched=cfg["sched"], num_epochs=epochs - warmup if prefix else epochs, warmup_prefix=prefix,
+        min_lr=float(cfg["min_lr"]), warmup_lr=float(cfg["warmup_lr"]), warmup_epochs=warmup,
         cooldown_epochs=int(cfg["cooldown_epochs"]), step_on_epochs=not cfg["sched_on_updates"],
         updates_per_epoch=updates_per_epoch)
 

@@ -343,6 +343,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                 "best_val_top1": state["best_top1"], "best_epoch": state["best_epoch"],
                 "num_classes": num_classes, "chance_top1": 100.0 / num_classes,
                 "img_per_s": state["images_seen"] / max(state["train_time_s"], 1e-9),
+                "samples_seen": state["images_seen"],  # images / clips trained on (video: x aug.num_sample)
                 "skipped_samples": state["skipped_samples"],
                 "val_skipped_samples": final.get("val_skipped_samples", 0),
                 "train_time_s": state["train_time_s"], "time_s": time.perf_counter() - t_start,
@@ -390,6 +391,9 @@ def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, 
     t0 = time.perf_counter()
     for step, (images, targets, n_skipped) in enumerate(loader):
         images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+        if images.dim() == 6:  # video repeated augmentation (B, N, C, T, H, W): N clips per video in the batch
+            n = images.shape[1]
+            images, targets = images.flatten(0, 1), targets.repeat_interleave(n)
         if cfg["channels_last"]:
             images = to_channels_last(images)
         if mixup_fn is not None:
