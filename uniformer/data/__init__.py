@@ -3,8 +3,10 @@
 Modules: ``images`` (strict image decoding), ``loader`` (the skip-counting ``build_loader`` every data set
 uses), ``imagenet`` (ImageNet folder layout and dataset), ``synth_imagenet`` (synthetic ImageNet-layout data),
 ``check`` (validate an ImageNet set); video: ``video`` (class-index files, PyAV decoding, dense / segment
-sampling, multi-view clips, ``VideoDataset``), ``kinetics`` and ``something`` (the Kinetics-400/600 and
-Something-Something V1/V2 list formats), ``synth_video`` (synthetic sets in those formats), ``check_video``
-(validate a video set); ``command`` (the ``uniformer data`` subcommand). Nothing is imported here so
+sampling, multi-view clips, ``VideoDataset``), ``video_augment`` (the official clip augmentation),
+``kinetics`` and ``something`` (the Kinetics-400/600 and Something-Something V1/V2 list formats),
+``synth_video`` (synthetic sets in those formats), ``check_video`` (validate a video set); ``synth_out`` (the
+synthetic writers' output folder), ``timm_fixes`` (timm ops under the pinned Pillow); ``command`` (the
+``uniformer data`` subcommand). Nothing is imported here so
 ``uniformer data check`` stays light.
 """

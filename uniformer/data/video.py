@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError
 from .images import BadImageError, open_image
-from .video_augment import ClipAugment, erase_clip, rand_augment_frames, random_resized_crop
+from .video_augment import ClipAugment, erase_clip, rand_augment_frames, random_resized_crop, uniform
 
 log = logging.getLogger(__name__)
 
@@ -308,10 +308,6 @@ def read_frame_files(item: VideoItem, indices: Sequence[int]) -> np.ndarray:
 
 # --- temporal sampling ------------------------------------------------------------------------------------
 
-def _uniform(lo: float, hi: float, generator: Optional[torch.Generator]) -> float:
-    return lo + (hi - lo) * float(torch.rand((), generator=generator))
-
-
 def dense_indices(num_frames: int, clip_len: int, stride: int, clip_idx: Optional[int] = None,
                   num_clips: int = 1, fps: Optional[float] = None, target_fps: Optional[float] = None,
                   generator: Optional[torch.Generator] = None, use_offset: bool = False) -> np.ndarray:
@@ -330,7 +326,7 @@ def dense_indices(num_frames: int, clip_len: int, stride: int, clip_idx: Optiona
     span = clip_len * stride * (fps / target_fps if fps and target_fps else 1.0)
     delta = max(num_frames - span, 0.0)
     if clip_idx == -1:
-        start = _uniform(0.0, delta, generator)
+        start = uniform(0.0, delta, generator)
     elif clip_idx is None:
         start = math.floor(delta / 2)
     else:
@@ -509,7 +505,7 @@ def frames_to_views(frames: np.ndarray, spec: ClipSpec, mode: str,
             x = random_resized_crop(x, spec.crop_size, aug.scale, aug.ratio, generator)
         else:
             lo, hi = spec.train_scales
-            x = short_side_resize(x, int(round(_uniform(lo, hi, generator))) if hi > lo else lo)
+            x = short_side_resize(x, int(round(uniform(lo, hi, generator))) if hi > lo else lo)
             x = random_crop(x, spec.crop_size, generator)
         if spec.random_flip and float(torch.rand((), generator=generator)) < 0.5:
             x = x.flip(-1)

@@ -17,6 +17,7 @@ Per training sample, in the order of the official ``_aug_frame``:
 augmentation): the dataset returns ``(num_sample, C, T, H, W)`` and the trainer flattens them into the batch,
 so a step of ``batch_size`` videos trains on ``batch_size * num_sample`` clips, as in the official loader.
 """
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import ConfigError
+from .timm_fixes import patch_timm_posterize
 
 AUG_KEYS = ("rand_augment", "interpolation", "scale", "ratio", "reprob", "remode", "recount", "num_sample")
 
@@ -74,14 +76,6 @@ class ClipAugment:
                 kw[k] = t(kw[k])
         return cls(**kw)
 
-    @property
-    def active(self) -> bool:
-        return bool(self.rand_augment) or self.scale is not None or self.reprob > 0 or self.num_sample > 1
-
-    def describe(self) -> dict:
-        return {"rand_augment": self.rand_augment, "scale": list(self.scale) if self.scale else None,
-                "ratio": list(self.ratio), "reprob": self.reprob, "num_sample": self.num_sample}
-
 
 def apply_to_frames(transform: Callable, images: Sequence[Any]) -> List[Any]:
     """``transform`` (a random PIL transform drawing from ``random`` / ``np.random``, as timm's are) applied to
@@ -96,12 +90,12 @@ def apply_to_frames(transform: Callable, images: Sequence[Any]) -> List[Any]:
     return out
 
 
+@functools.lru_cache(maxsize=16)
 def build_rand_augment(config: str, frame_hw: Tuple[int, int], interpolation: str = "bicubic"):
-    """timm RandAugment with the hyper-parameters SlowFast's ``create_random_augment`` gives it."""
+    """timm RandAugment with the hyper-parameters SlowFast's ``create_random_augment`` gives it (built once per
+    config and frame size: its draws come from the global RNGs, the transform itself holds no state)."""
     from timm.data.auto_augment import rand_augment_transform
     from timm.data.transforms import str_to_pil_interp
-
-    from ..engine.recipe import patch_timm_posterize
 
     patch_timm_posterize()  # 'inc1' may ask Pillow 13 for 0-bit posterize
     hparams = {"translate_const": int(min(frame_hw) * 0.45)}
@@ -114,12 +108,13 @@ def rand_augment_frames(frames: np.ndarray, aug: ClipAugment) -> np.ndarray:
     """``(T, H, W, 3)`` uint8 -> the same, RandAugment'ed with one draw for the whole clip."""
     from PIL import Image
 
-    transform = build_rand_augment(aug.rand_augment, frames.shape[1:3], aug.interpolation)
+    transform = build_rand_augment(aug.rand_augment, tuple(frames.shape[1:3]), aug.interpolation)
     out = apply_to_frames(transform, [Image.fromarray(f) for f in frames])
     return np.stack([np.asarray(img) for img in out])
 
 
-def _uniform(lo: float, hi: float, generator: Optional[torch.Generator]) -> float:
+def uniform(lo: float, hi: float, generator: Optional[torch.Generator] = None) -> float:
+    """A draw from U(lo, hi) with ``generator`` (None: torch's global RNG); shared with the clip sampling."""
     return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
 
@@ -131,8 +126,8 @@ def relative_crop_box(height: int, width: int, scale: Tuple[float, float], ratio
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(attempts):
-        target = _uniform(*scale, generator) * area
-        aspect = math.exp(_uniform(*log_ratio, generator))
+        target = uniform(*scale, generator) * area
+        aspect = math.exp(uniform(*log_ratio, generator))
         w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
             top = int(torch.randint(0, height - h + 1, (), generator=generator))

@@ -22,7 +22,7 @@ def training_transform(img_size: int, recipe: Optional[Dict[str, Any]] = None):
     """timm ``create_transform(is_training=True)`` with the recipe's augmentation (default: ``PAPER_AUGMENT``)."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
-    from .recipe import patch_timm_posterize
+    from ..data.timm_fixes import patch_timm_posterize
 
     patch_timm_posterize()
     r = {**PAPER_AUGMENT, **(recipe or {})}
