@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def _run(cmd, cwd=ROOT, **kw):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+def _run(cmd, cwd=ROOT, env_extra=None, **kw):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}:{os.environ['PATH']}", **(env_extra or {})}
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600, **kw)
 
 
@@ -49,9 +49,30 @@ def test_reproduce_all_covers_every_table():
         assert f"reports/{table}.md" in out
 
 
-def test_snakemake_slurm_profile_validates(tmp_path):
-    out = _dry_run("reproduce_all", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
-    assert "rule train:" in out
+def _rule_names():
+    """Every rule of the workflow, from Snakemake itself (`--list-rules`)."""
+    r = _run([str(BIN / "snakemake"), "--list-rules"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return set(r.stdout.split())
+
+
+def test_every_rule_the_slurm_profile_names_exists():
+    prof = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.v8+.yaml").read_text())
+    named = set(prof["set-resources"]) | set(prof["set-threads"])
+    assert named and named <= _rule_names(), named - _rule_names()
+
+
+def test_slurm_dry_run_shows_gpu_rules_with_partition_gpus_and_threads(tmp_path):
+    paper_train = tmp_path / "paper-train.yaml"  # mode train, so that the dry run has a training job
+    paper_train.write_text("profile_name: paper\ntables: {imagenet: {paper: {mode: train}}}\n")
+    out = _dry_run("reproduce_table_imagenet", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
+                   "--configfile", "params.yaml", str(paper_train), "-p")
+    jobs = {b.split(":", 1)[0]: b for b in out.split("\nrule ")[1:]}
+    for rule, n_gpus, threads in (("train", 8, 80), ("eval", 1, 10), ("profile", 1, 16)):
+        assert "slurm_partition=gpu" in jobs[rule] and f"gpu={n_gpus}," in jobs[rule], jobs[rule]
+        assert f"threads: {threads}" in jobs[rule], jobs[rule]
+    assert "torchrun --standalone --nproc_per_node=8 -m uniformer.cli train imagenet" in jobs["train"]
+    assert "slurm_partition=cpu" in jobs["check_data"]
 
 
 def test_every_rule_declares_resources():
@@ -61,40 +82,96 @@ def test_every_rule_declares_resources():
             name = block.split(":")[0]
             if "shell:" in block:
                 assert "threads:" in block and "resources:" in block and "runtime" in block, f"{smk.name}:{name}"
-                assert "{params.exe}" in block or "{params.launch}" in block, f"{smk.name}:{name} must call the CLI"
+                assert '"{params.cmd} > ' in block, f"{smk.name}:{name} must run the command of uniformer.workflow"
 
 
-def test_dvc_stages_match_the_snakemake_paths():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    tables = ("imagenet", "kinetics", "something")
-    assert set(stages) == {f"{s}_{t}" for s in ("data", "train", "eval", "profile", "report") for t in tables}
+def test_committed_dvc_yaml_is_the_generated_one():
+    """dvc.yaml is generated from the table registry; editing one without the other fails here."""
+    from uniformer.tables.spec import TABLES
+    from uniformer.workflow import dvc_yaml
+
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(), "regenerate: uniformer workflow dvc > dvc.yaml"
+    stages = yaml.safe_load(dvc_yaml())["stages"]
+    assert set(stages) == {f"{s}_{t}" for s in ("data", "train", "eval", "profile", "report") for t in TABLES}
     for name, st in stages.items():
-        assert st["cmd"].lstrip().startswith("uniformer"), name
-    outs = [next(iter(o)) if isinstance(o, dict) else o for st in stages.values() for o in st.get("outs", [])]
-    smk = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    assert '"results/profile/{table}/%s.json" % PROFILE_NAME' in smk
-    assert '"results/data/{dataset}/%s.check.txt" % PROFILE_NAME' in smk
-    for t in tables:
-        assert f"results/profile/{t}/${{profile_name}}.json" in outs and f"results/eval/{t}" in outs
-    for d in ("imagenet", "kinetics400", "kinetics600", "ssv1", "ssv2"):
-        assert f"results/data/{d}/${{profile_name}}.check.txt" in outs
-    config = (ROOT / ".dvc/config").read_text()
-    assert "analytics = false" in config
+        step, table = name.split("_", 1)
+        assert st["cmd"] == f"uniformer stage {step} {table}", name
+    assert "analytics = false" in (ROOT / ".dvc/config").read_text()
 
 
-def test_stage_plans_are_what_snakemake_runs():
-    """`uniformer stage` (DVC) and the Snakefile take their items from the same functions."""
-    from uniformer.commands.stage import plan
+def _params_file_of(*overrides):
+    """The merged-config file Snakemake writes for params.yaml + these overrides (merged as Snakemake does)."""
+    from uniformer.config import config_hash
 
-    train = plan("train", "kinetics", "smoke")
-    assert [c[1] for c in train] == ["kinetics400", "kinetics600"]
-    ev = plan("eval", "something", "smoke")
-    assert ev[0][:4] == ["eval", "ssv2", "--model", "uniformer_small_video.ssv2_16f_from_k400"]
-    paper = plan("eval", "kinetics", "paper")
-    assert all(c[c.index("--checkpoint") + 1].startswith("checkpoints/") for c in paper) and len(paper) == 6
-    data = plan("data", "something", "smoke")
-    assert data[0][:3] == ["data", "synth", "ssv1"] and data[1][:3] == ["data", "check", "ssv1"]
-    assert "--class-index" in data[1] and "--frame-template" in data[1]
+    def merge(base, over):
+        for k, v in over.items():
+            base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return base
+
+    config = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for over in overrides:
+        config = merge(config, over)
+    path = ROOT / ".snakemake/uniformer" / f"params-{config_hash(config)}.yaml"
+    assert path.is_file(), path
+    return path
+
+
+def _snakemake_commands(target, *args):
+    """{command line (program as `uniformer` / `torchrun`)} of every job of a forced dry run."""
+    import shlex
+
+    out = _dry_run(target, "-p", *args)
+    cmds = []
+    for line in out.splitlines():
+        if line.startswith("Shell command: ") and line != "Shell command: None":  # None: target rules
+            argv = shlex.split(line[len("Shell command: "):].split(" > ")[0])
+            cmds.append(tuple([Path(argv[0]).name] + argv[1:]))
+    return cmds
+
+
+@pytest.mark.parametrize("settings", ["smoke", "paper"])
+def test_dvc_stages_run_exactly_what_snakemake_runs(settings, tmp_path, monkeypatch, capsys):
+    """`uniformer stage <step> <table>` (each DVC stage) runs the same command lines as Snakemake's jobs."""
+    import shlex
+
+    from uniformer.cli import main
+    from uniformer.tables.spec import TABLES
+
+    args = ["--config", f"profile_name={settings}"]
+    if settings == "paper":  # ImageNet in train mode (the torchrun launcher); video tables on official files
+        tables = yaml.safe_load((ROOT / "params.yaml").read_text())["tables"]
+        ckpts = {t: {"paper": {"checkpoints": {e: str(tmp_path / Path(f).name)
+                                               for e, f in tables[t]["paper"]["checkpoints"].items()}}}
+                 for t in ("kinetics", "something")}
+        for t in ckpts.values():
+            for f in t["paper"]["checkpoints"].values():
+                Path(f).touch()
+        over = tmp_path / "paper.yaml"
+        over.write_text(yaml.safe_dump({"tables": {"imagenet": {"paper": {"mode": "train"}}, **ckpts}}))
+        args = ["--configfile", "params.yaml", str(over)] + args
+    smk = _snakemake_commands("reproduce_all", *args)
+    over = yaml.safe_load(over.read_text()) if settings == "paper" else {}
+    env = {"UNIFORMER_PARAMS": str(_params_file_of(over, {"profile_name": settings}))}  # what Snakemake hands its jobs
+    monkeypatch.setenv("UNIFORMER_PARAMS", env["UNIFORMER_PARAMS"])
+    dvc = []
+    for table in sorted(TABLES):
+        for step in ("data", "train", "eval", "profile", "report"):
+            assert main(["stage", step, table, "--profile", settings, "--dry-run"]) == 0
+            dvc += [tuple(shlex.split(line)) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(dvc) == sorted(smk)
+    assert any(c[1:3] == ("train", "imagenet") for c in dvc) == (settings == "smoke")
+    if settings == "paper":
+        assert any(c[0] == "torchrun" for c in dvc)
+
+
+def test_snakemake_hands_its_merged_config_to_the_commands(tmp_path):
+    """--configfile / --config reach the commands: the file named by $UNIFORMER_PARAMS is the merged config."""
+    over = tmp_path / "over.yaml"
+    over.write_text("train: {imagenet: {smoke: {epochs: 7}}}\n")
+    _dry_run("reproduce_table_imagenet", "--configfile", "params.yaml", str(over))
+    merged = yaml.safe_load(_params_file_of(yaml.safe_load(over.read_text())).read_text())
+    assert merged["train"]["imagenet"]["smoke"]["epochs"] == 7
+    assert merged["train"]["imagenet"]["smoke"]["batch_size"] == 32  # the rest of params.yaml is still there
 
 
 @pytest.mark.e2e

@@ -89,3 +89,17 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
 def config_hash(cfg: Any) -> str:
     """Stable short hash of a resolved config (sorted JSON)."""
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# The parts of the package whose code decides what a training run computes (DVC's train stages depend on the same).
+TRAINING_CODE = ("engine", "models", "data")
+
+
+def code_fingerprint(parts: Iterable[str] = TRAINING_CODE) -> str:
+    """Short hash of the package's source under ``parts`` (file names and bytes), to tell which code made a result."""
+    h = hashlib.sha256()
+    pkg = PROJECT_ROOT / "uniformer"
+    for part in parts:
+        for path in sorted((pkg / part).rglob("*.py")):
+            h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]

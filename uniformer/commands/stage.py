@@ -1,89 +1,51 @@
-"""``uniformer stage data|train|eval <table>``: one pipeline stage for every item the active profile lists.
+"""``uniformer stage <step> <table>``: one pipeline step for every unit the active settings list (what dvc.yaml calls).
 
-DVC runs these (one command per stage, re-run as a whole when its params change); Snakemake runs the
-same ``uniformer data|train|eval`` commands one item per job. Both write the same paths
-(``uniformer/tables/spec.py``), so the two engines never disagree.
+DVC runs one stage per table and step; Snakemake runs one job per unit. Both run the command lines of
+``uniformer.workflow.commands`` (``--dry-run`` prints them), so the two engines never disagree. Each command runs
+in its own process, as under Snakemake (multi-GPU training is launched with torchrun).
 """
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
-from ..config import active_profile, load_params, section
-
-STEPS = ("data", "train", "eval")
+from ..config import active_profile, load_params
+from ..tables.spec import TABLES
+from ..workflow import STEPS, check_file, commands
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..tables.spec import TABLES
-
     p.add_argument("step", choices=STEPS)
     p.add_argument("table", choices=sorted(TABLES))
     p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name)")
-    p.add_argument("--check-dir", help="data: write each data set's check report to "
-                                       "<DIR>/<dataset>/<profile>.check.txt (what the train stage depends on)")
+    p.add_argument("--dry-run", action="store_true", help="print the command lines, run nothing")
 
 
-def data_commands(dataset: str, data: dict) -> list:
-    """Write the synthetic set (if the profile has one), then check the data set."""
-    root = data["root"]
-    cmds = []
-    s = dict(data.get("synth") or {})
-    if s:
-        kind = s.pop("dataset", dataset)
-        cmds.append(["data", "synth", kind, "--out", root] + [
-            a for k, v in s.items() for a in (f"--{k.replace('_', '-')}", v)])
-    check = ["data", "check", dataset, "--root", root]
-    if dataset != "imagenet":
-        under = lambda p: str(p if Path(p).is_absolute() else Path(root) / p)  # noqa: E731
-        for key in ("train_list", "val_list"):
-            check += ["--list", under(data[key])]
-        ci = data.get("class_index")
-        if ci:
-            check += ["--class-index"] + [under(p) for p in ([ci] if isinstance(ci, str) else ci)]
-        if data.get("labels"):
-            check += ["--labels", under(data["labels"])]
-        if data.get("frame_template"):
-            check += ["--frame-template", data["frame_template"]]
-    return cmds + [check]
-
-
-def plan(step: str, table: str, profile: str, params=None):
-    """The ``uniformer`` argument lists this stage runs, in order."""
-    from ..tables.spec import evaluated_items, get_table, trained_items
-
-    params = params or load_params()
-    spec = get_table(table)
-    tables = section(params, "tables", profile, table)
-    if step == "data":
-        return [c for ds in spec.datasets for c in data_commands(ds, section(params, "data", profile, ds))]
-    if step == "train":
-        return [["train", ds, "--model", m, "--profile", profile,
-                 "--data-root", section(params, "data", profile, ds)["root"], "--resume",
-                 "--out", spec.train_dir(m, profile), "--no-progress"] for m, ds in trained_items(spec, tables).items()]
-    return [["eval", ds, "--model", model, "--checkpoint", ckpt, "--profile", profile,
-             "--data-root", section(params, "data", profile, ds)["root"], "--out", spec.eval_dir(entry, profile),
-             "--no-progress"] for entry, (model, ckpt, ds) in evaluated_items(spec, tables, profile).items()]
+def program(name: str) -> str:
+    """``uniformer`` / ``torchrun`` next to this Python (a venv need not be active), else from PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else name
 
 
 def run(args) -> int:
-    import contextlib
-    import io
-
-    from ..cli import main
     from ..io import write_text
+    from ..workflow import shell
 
-    profile = active_profile(load_params(), args.profile)
-    for argv in plan(args.step, args.table, profile):
-        argv = [str(a) for a in argv]
-        print("uniformer " + " ".join(argv), file=sys.stderr, flush=True)
-        report = args.check_dir and argv[:2] == ["data", "check"]
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf) if report else contextlib.nullcontext():
-            rc = main(argv)
-        if report:
-            sys.stdout.write(buf.getvalue())
-        if rc:
-            return rc
-        if report:  # only a passing check is written: the train stage depends on it
-            write_text(Path(args.check_dir) / argv[2] / f"{profile}.check.txt", buf.getvalue())
+    params = load_params()
+    settings = active_profile(params, args.profile)
+    for unit, cmds in commands(args.step, args.table, settings, params).items():
+        for argv in cmds:
+            print(shell(argv, argv[0]), file=sys.stdout if args.dry_run else sys.stderr, flush=True)
+            if args.dry_run:
+                continue
+            is_check = argv[1:3] == ["data", "check"]
+            r = subprocess.run([program(argv[0]), *argv[1:]], stdout=subprocess.PIPE if is_check else None, text=True)
+            if is_check:
+                sys.stdout.write(r.stdout)
+            if r.returncode:
+                return r.returncode
+            if is_check:  # only a passing check is written: training depends on it
+                write_text(check_file(unit, settings), r.stdout)
+    if args.step == "train" and not args.dry_run:
+        (Path("results") / "train" / args.table).mkdir(parents=True, exist_ok=True)  # DVC's out, even with nothing to train
     return 0

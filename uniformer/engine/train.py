@@ -148,6 +148,33 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
     return loader
 
 
+# --- resuming -------------------------------------------------------------------------------------------
+def _resume_key(cfg: Dict[str, Any]) -> str:
+    """What a checkpoint must have been made with to be continued: the recipe (not where the data lies) and the
+    training code. Anything else is a different run, and continuing it would return the old one's results."""
+    from ..config import code_fingerprint, config_hash
+
+    recipe = {**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "root"}}
+    return f"recipe {config_hash(recipe)}, code {code_fingerprint()}"
+
+
+def _resumable(path: Path, resume_key: str, world: int):
+    """``(checkpoint or None, why)``: continue ``path`` only if the same recipe and code wrote it."""
+    from ..config import ConfigError
+    from .checkpointing import load_training_checkpoint
+
+    if not path.is_file():
+        return None, "no checkpoint yet, starting a new run"
+    ckpt = load_training_checkpoint(path)
+    if ckpt.get("resume_key") != resume_key:
+        return None, (f"not resumed: it was written by another recipe or code ({ckpt.get('resume_key') or 'unknown'}; "
+                      f"now {resume_key}); starting afresh")
+    if ckpt.get("world_size", world) != world:
+        raise ConfigError(f"{path} was written by {ckpt['world_size']} processes; resume with the same number "
+                          f"(now {world}) to keep the recipe and data order, or delete it to start afresh")
+    return ckpt, f"resuming after epoch {ckpt['epoch']}"
+
+
 # --- training ---------------------------------------------------------------------------------------------
 def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke", data_root: Optional[str] = None,
           out: Optional[str] = None, resume: bool = False, init_checkpoint: Optional[str] = None,
@@ -158,14 +185,14 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
     import yaml
     from tqdm import tqdm
 
-    from ..config import ConfigError, config_hash
+    from ..config import ConfigError
     from ..data.loader import build_loader
     from ..io import write_json, write_text
     from ..tracking import start_run
     from . import distributed as D
     from .datasets import describe_clip, open_data, table_of
     from .evaluate import evaluate_counts
-    from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint,
+    from .checkpointing import (capture_rng_state, load_model_weights,
                                 restore_rng_state, save_checkpoint)
     from .recipe import (autocast_dtype, build_ema, build_loss, build_mixup, build_model, build_optimizer,
                          build_scheduler, global_batch, has_token_labelling, scaled_lr, train_img_size)
@@ -178,18 +205,11 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
     try:
         out_dir = Path(out) if out else default_out(table, cfg["model"], profile)
         ckpt = None
-        if resume and not (out_dir / "last.pth").is_file() and dist_info.is_main:
-            print(f"{out_dir / 'last.pth'}: no checkpoint yet, starting a new run", file=sys.stderr)
-        if resume and (out_dir / "last.pth").is_file():
-            ckpt = load_training_checkpoint(out_dir / "last.pth")
-            if config_hash({k: v for k, v in ckpt["config"].items() if k != "data"}) != config_hash(
-                    {k: v for k, v in cfg.items() if k != "data"}) and dist_info.is_main:
-                print("note: resuming with the recipe stored in last.pth (it differs from the one resolved now)",
-                      file=sys.stderr)
-            cfg = ckpt["config"]
-            if ckpt.get("world_size", world) != world:
-                raise ConfigError(f"{out_dir / 'last.pth'} was written by {ckpt['world_size']} processes; resume "
-                                  f"with the same number (now {world}) to keep the recipe and data order")
+        resume_key = _resume_key(cfg)
+        if resume:
+            ckpt, why = _resumable(out_dir / "last.pth", resume_key, world)
+            if dist_info.is_main:
+                print(f"{out_dir / 'last.pth'}: {why}", file=sys.stderr)
         root = Path(data_root or cfg["data"]["root"])
         cfg["data"]["root"] = str(root)
         data = open_data(dataset, root, cfg["data"])
@@ -318,7 +338,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                         **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                         "model_ema": ema.module.state_dict() if ema is not None else None,
-                        "rng": rng_states, "config": cfg, "world_size": world})
+                        "rng": rng_states, "config": cfg, "world_size": world, "resume_key": resume_key})
                     if mlrun is not None:
                         mlrun.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
                         mlrun.log_metrics({"skipped_samples": state["skipped_samples"]}, step=epoch + 1)

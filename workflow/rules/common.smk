@@ -1,26 +1,29 @@
-# common.smk — configuration shared by every rule (included first by the Snakefile).
+# common.smk — what every rule shares (included first by the Snakefile).
 #
-# Paths follow uniformer/tables/spec.py, so Snakemake, DVC and `uniformer report` read and write the
-# same files:
-#   results/data/<dataset>/<profile>.check.txt
-#   results/profile/<table>/<profile>.json
-#   results/train/<table>/<item>/<profile>/{metrics.json,last.pth}
-#   results/eval/<table>/<entry>/<profile>/metrics.json
+# The command lines come from uniformer.workflow.commands (what `uniformer stage`, and so dvc.yaml, runs too);
+# the paths from uniformer.tables.spec:
+#   results/data/<dataset>/<settings>.check.txt
+#   results/profile/<table>/<settings>.json
+#   results/train/<table>/<item>/<settings>/metrics.json   (+ last.pth: resumable, deliberately not an output)
+#   results/eval/<table>/<entry>/<settings>/metrics.json
 #   reports/<table>.{md,csv,tex}, reports/<table>_acc_vs_gflops.png
-# Tables: imagenet (data set imagenet), kinetics (kinetics400, kinetics600), something (ssv1, ssv2).
-# What each table trains / evaluates comes from uniformer.tables.spec (the same code `uniformer stage` uses).
 
+import os
 import sys
 from pathlib import Path
 
-from uniformer.commands.stage import data_commands
-from uniformer.tables.spec import TABLES, evaluated_items, get_table, trained_items
+import yaml
+
+from uniformer.config import config_hash
+from uniformer.io import write_text
+from uniformer.tables.spec import TABLES, get_table
+from uniformer import workflow as W
 
 REPO = Path(workflow.basedir)
 LOGS = Path("logs")
 TABLE_NAMES = sorted(TABLES)
 
-# Active profile (params.yaml: profile_name; override with --config profile_name=paper).
+# Active settings (params.yaml: profile_name; override with --config profile_name=paper).
 PROFILE_NAME = config["profile_name"]
 if PROFILE_NAME not in config["profile"]:
     raise ValueError(f"profile_name={PROFILE_NAME!r} is not defined in params.yaml 'profile'")
@@ -28,60 +31,105 @@ for _t in TABLE_NAMES:
     if PROFILE_NAME not in config["tables"].get(_t, {}):
         raise ValueError(f"profile_name={PROFILE_NAME!r} is not defined in params.yaml 'tables.{_t}'")
 
-# The `uniformer` console script next to the Python running Snakemake (so `.venv/bin/snakemake` works
-# without activating the venv); relative to the repo so that moving the checkout re-runs nothing.
-_bin = Path(sys.executable).parent / "uniformer"
-if not _bin.exists():
-    UNIFORMER = "uniformer"
-elif _bin.absolute().is_relative_to(REPO.absolute()):
-    UNIFORMER = str(_bin.absolute().relative_to(REPO.absolute()))
-else:
-    UNIFORMER = str(_bin)
+# The commands read the configuration Snakemake merged (params.yaml + --configfile + --config), not params.yaml
+# behind the workflow's back: it is written once per content and named to them by $UNIFORMER_PARAMS.
+PARAMS_FILE = Path(".snakemake/uniformer") / f"params-{config_hash(config)}.yaml"
+if not PARAMS_FILE.is_file():
+    write_text(PARAMS_FILE, yaml.safe_dump(dict(config), sort_keys=False))
+os.environ["UNIFORMER_PARAMS"] = str(PARAMS_FILE.absolute())
+
+
+
+def clear_stale_lock(state=Path(".snakemake")):
+    """Snakemake keeps its directory lock after a kill -9 and refuses to start until `--unlock`, so the same
+    command could not resume. We record which process took the lock (host and pid); a lock whose owner on this
+    host is gone is stale and is removed. A live run's lock is never touched (its owner is alive, or on another
+    host for cluster jobs)."""
+    import socket
+
+    locks, owner = sorted((state / "locks").glob("*.lock")), state / "uniformer" / "lock-owner"
+    here = socket.gethostname()
+    if locks and owner.is_file():
+        host, pid = owner.read_text().split()
+        try:
+            os.kill(int(pid), 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:  # someone else's live process
+            alive = True
+        if host == here and not alive:
+            print(f"removing the stale Snakemake lock of process {pid} (killed?)", file=sys.stderr)
+            for lock in locks:
+                lock.unlink(missing_ok=True)
+            locks = []
+    if not locks:  # this run is about to take the lock
+        write_text(owner, f"{here} {os.getpid()}\n")
+
+
+clear_stale_lock()
 
 wildcard_constraints:
     table="|".join(TABLE_NAMES),
     dataset="|".join(d for t in TABLE_NAMES for d in get_table(t).datasets),
 
 
-def table_cfg(table):
-    return config["tables"][table][PROFILE_NAME]
+def program(name):
+    """`uniformer` / `torchrun` next to the Python running Snakemake (so `.venv/bin/snakemake` works without an
+    active venv); relative to the repo, so that moving the checkout re-runs nothing."""
+    exe = Path(sys.executable).parent / name
+    if not exe.exists():
+        return name
+    return str(exe.absolute().relative_to(REPO.absolute())) if exe.absolute().is_relative_to(REPO.absolute()) \
+        else str(exe)
+
+
+def units(step, table):
+    """{unit: [command line, ...]} of `step` for `table` (uniformer.workflow.commands)."""
+    return W.commands(step, table, PROFILE_NAME, config)
+
+
+def shell_cmd(step, table, unit, index=-1):
+    argv = units(step, table)[unit][index]
+    return W.shell(argv, program(argv[0]))
+
+
+def gpus(step, table):
+    return W.gpus(config, table, PROFILE_NAME, step)
 
 
 def data_cfg(dataset):
     return config["data"][dataset][PROFILE_NAME]
 
 
-def train_cfg(dataset):
-    return config["train"][dataset][PROFILE_NAME]
-
-
-def trained(table):
-    """{item: data set} the active profile trains (mode `train`)."""
-    return trained_items(get_table(table), table_cfg(table))
-
-
-def evaluated(table):
-    """{entry: (model, checkpoint path, data set)} the active profile evaluates."""
-    return evaluated_items(get_table(table), table_cfg(table), PROFILE_NAME)
+def table_of_dataset(dataset):
+    return next(t for t in TABLE_NAMES if dataset in get_table(t).datasets)
 
 
 def check_file(dataset):
-    return f"results/data/{dataset}/{PROFILE_NAME}.check.txt"
+    return str(W.check_file(dataset, PROFILE_NAME))
 
 
-def cli_args(argv):
-    """A `uniformer` argument list as one shell-quoted string."""
-    import shlex
+def trained(table):
+    """{item: [train command]} the active settings train (mode `train`)."""
+    return units("train", table)
 
-    return " ".join(shlex.quote(str(a)) for a in argv)
+
+def evaluated(table):
+    """{entry: [eval command]} the active settings evaluate."""
+    return units("eval", table)
+
+
+def dataset_of(step, table, unit):
+    """The data set a train / eval unit reads: the argument after the subcommand."""
+    argv = units(step, table)[unit][0]
+    return argv[argv.index(step) + 1]
+
+
+def arg_of(step, table, unit, flag):
+    argv = units(step, table)[unit][0]
+    return argv[argv.index(flag) + 1]
 
 
 def threads_all():
     return workflow.cores or 1
-
-
-def launcher(gpus):
-    """How a training job starts: the CLI itself on CPU, one torchrun process per GPU otherwise."""
-    if not gpus:
-        return UNIFORMER
-    return f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {gpus} -m uniformer.cli"

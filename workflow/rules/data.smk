@@ -1,5 +1,4 @@
 # data.smk — the data sets of each table: synthetic (smoke) or the user's real copy, always validated.
-# The commands come from uniformer.commands.stage.data_commands (what `dvc repro` runs too).
 
 SYNTH_ROOTS = {data_cfg(d)["root"]: d for t in TABLE_NAMES for d in get_table(t).datasets
                if "synth" in data_cfg(d)}
@@ -11,8 +10,7 @@ rule synth_data:
     wildcard_constraints:
         root="|".join(SYNTH_ROOTS) or "no-synthetic-set",
     params:
-        exe=UNIFORMER,
-        args=lambda w: cli_args(data_commands(SYNTH_ROOTS[w.root], data_cfg(SYNTH_ROOTS[w.root]))[0]),
+        cmd=lambda w: shell_cmd("data", table_of_dataset(SYNTH_ROOTS[w.root]), SYNTH_ROOTS[w.root], 0),
         synth=lambda w: data_cfg(SYNTH_ROOTS[w.root])["synth"],  # listed so that a change re-writes the set
     log:
         LOGS / "data/synth_{root}.log",
@@ -21,11 +19,11 @@ rule synth_data:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.exe} {params.args} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 def synth_input(wildcards):
-    """The smoke profile's synthetic set is generated; a real data set is only checked."""
+    """The smoke settings' synthetic set is generated; a real data set is only checked."""
     cfg = data_cfg(wildcards.dataset)
     return [str(Path(cfg["root"]) / "manifest.json")] if "synth" in cfg else []
 
@@ -36,11 +34,10 @@ rule check_data:
     output:
         "results/data/{dataset}/%s.check.txt" % PROFILE_NAME,
     params:
-        exe=UNIFORMER,
-        args=lambda w: cli_args(data_commands(w.dataset, data_cfg(w.dataset))[-1]),
+        cmd=lambda w: shell_cmd("data", table_of_dataset(w.dataset), w.dataset),
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
     shell:
-        "{params.exe} {params.args} > {output}.tmp && mv {output}.tmp {output}"
+        "{params.cmd} > {output}.tmp && mv {output}.tmp {output}"

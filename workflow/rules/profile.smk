@@ -9,9 +9,7 @@ rule profile:
         md="reports/models_{table}.md",
         csv="reports/models_{table}.csv",
     params:
-        exe=UNIFORMER,
-        out_dir=lambda w, output: Path(output.md).parent,
-        models=lambda w: " ".join(table_cfg(w.table)["profile_models"]),
+        cmd=lambda w: shell_cmd("profile", w.table, w.table),
         settings=lambda w: config["profile"][PROFILE_NAME],  # listed so that a change re-runs profiling
     log:
         LOGS / "profile/{table}.log",
@@ -19,6 +17,6 @@ rule profile:
     resources:
         mem_mb=16000,
         runtime=lambda w: 15 if PROFILE_NAME == "smoke" else 12 * 60,
+        gpu=lambda w: gpus("profile", w.table),
     shell:
-        "{params.exe} profile --task {wildcards.table} --profile %s --out-dir {params.out_dir} --json {output.json}"
-        " $([ -n '{params.models}' ] && echo --models {params.models}) --no-progress > {log} 2>&1" % PROFILE_NAME
+        "{params.cmd} > {log} 2>&1"

@@ -1,26 +1,24 @@
-# train.smk — train from scratch (or from the recipe's init checkpoint) with the active profile's recipe
-# (mode `train`). Killed runs resume from last.pth (`--resume` continues only when a checkpoint is there).
+# train.smk — train from scratch (or from the recipe's init checkpoint) with the active settings' recipe
+# (mode `train`). The declared output is metrics.json alone: last.pth, rewritten after every epoch, is no
+# output, so Snakemake never deletes it before re-running the job, and a killed run resumes from it (a
+# changed recipe or training code starts afresh; `uniformer train --resume` checks and says which).
 
 
 rule train:
     input:
-        data=lambda w: check_file(trained(w.table)[w.item]),
+        data=lambda w: check_file(dataset_of("train", w.table, w.item)),
     output:
         metrics="results/train/{table}/{item}/%s/metrics.json" % PROFILE_NAME,
-        checkpoint="results/train/{table}/{item}/%s/last.pth" % PROFILE_NAME,
     params:
-        launch=lambda w, resources: launcher(resources.gpu),
-        dataset=lambda w: trained(w.table)[w.item],
-        out=lambda w, output: Path(output.metrics).parent,
-        root=lambda w: data_cfg(trained(w.table)[w.item])["root"],
-        recipe=lambda w: train_cfg(trained(w.table)[w.item]),  # listed so that a recipe change re-runs training
+        cmd=lambda w: shell_cmd("train", w.table, w.item),
+        # listed so that a recipe change re-runs training
+        recipe=lambda w: config["train"][dataset_of("train", w.table, w.item)][PROFILE_NAME],
     log:
         LOGS / "train/{table}_{item}.log",
     threads: threads_all()
     resources:
         mem_mb=16000,
         runtime=lambda w: 30 if PROFILE_NAME == "smoke" else 4 * 24 * 60,
-        gpu=lambda w: 0 if PROFILE_NAME == "smoke" else 8,
+        gpu=lambda w: gpus("train", w.table),
     shell:
-        "{params.launch} train {params.dataset} --model {wildcards.item} --profile %s --data-root {params.root}"
-        " --out {params.out} --resume --no-progress > {log} 2>&1" % PROFILE_NAME
+        "{params.cmd} > {log} 2>&1"
