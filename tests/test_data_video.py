@@ -25,6 +25,8 @@ from uniformer.data.check_video import check_video_dataset
 from uniformer.data.kinetics import Kinetics, read_kinetics_annotations, read_kinetics_list, read_kinetics_split
 from uniformer.data.loader import build_loader
 from uniformer.data.something import SomethingSomething, read_ssv2_json, read_sth_list
+from uniformer.data.synth_imagenet import write_synthetic_imagenet
+from uniformer.data.synth_out import MANIFEST, MARKER, data_source
 from uniformer.data.synth_video import (SSV_CLASSES, render_ssv_video, ssv_positions,
                                         write_synthetic_kinetics, write_synthetic_ssv1, write_synthetic_ssv2)
 from uniformer.data.video_augment import (ClipAugment, apply_to_frames, erase_clip, rand_augment_frames,
@@ -279,6 +281,23 @@ def test_cli_synth_and_refuses_foreign_folder(tmp_path, capsys):
     assert cli(["data", "synth", "ssv1", "--out", str(ours), "--classes", "2", "--train-per-class", "1",
                 "--val-per-class", "1", "--frames", "4", "--size", "32"]) == 0
     assert (ours / "manifest.json").is_file()
+
+
+def test_data_source_comes_from_the_data(sets, private_copy, tmp_path):
+    assert data_source(sets / "kinetics") == "synthetic (kinetics-synthetic, seed 0)"
+    assert data_source(sets / "ssv1") == "synthetic (ssv1-synthetic, seed 0)"
+    write_synthetic_imagenet(tmp_path / "imagenet", 2, 1, 0, 16, seed=5)
+    assert data_source(tmp_path / "imagenet") == "synthetic (imagenet-synthetic, seed 5)"
+    # a write that has not finished yet: only the marker
+    unfinished = private_copy("ssv2")
+    (unfinished / MANIFEST).unlink()
+    assert data_source(unfinished) == "synthetic (uniformer.data.synth_video, unfinished)"
+    # the user's own set in the same format (here: the files without our marker and manifest) is real,
+    # whichever profile trains on it; so is a folder with someone else's manifest.json
+    (unfinished / MARKER).unlink()
+    assert data_source(unfinished) == "real"
+    (unfinished / MANIFEST).write_text(json.dumps({"generator": "their_tool", "params": {"seed": 0}}))
+    assert data_source(unfinished) == "real" and data_source(tmp_path / "nowhere") == "real"
 
 
 # --- sampling ---------------------------------------------------------------------------------------------
