@@ -4,7 +4,11 @@ decoding, multi-view test, skipping of bad videos, the checker CLI and the tempo
 Every file here is generated in the official formats; the official class-index files are not shipped.
 """
 import json
+import os
+import random
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,11 +19,14 @@ import timm
 import torch
 
 from uniformer.cli import main as cli
+from uniformer.commands.stage import data_commands
 from uniformer.config import ConfigError
 from uniformer.data.check_video import check_video_dataset
 from uniformer.data.kinetics import Kinetics, read_kinetics_annotations, read_kinetics_list, read_kinetics_split
 from uniformer.data.loader import build_loader
 from uniformer.data.something import SomethingSomething, read_ssv2_json, read_sth_list
+from uniformer.data.synth_imagenet import write_synthetic_imagenet
+from uniformer.data.synth_out import MANIFEST, MARKER, data_source
 from uniformer.data.synth_video import (SSV_CLASSES, render_ssv_video, ssv_positions,
                                         write_synthetic_kinetics, write_synthetic_ssv1, write_synthetic_ssv2)
 from uniformer.data.video_augment import (ClipAugment, apply_to_frames, erase_clip, rand_augment_frames,
@@ -209,6 +216,40 @@ def test_synth_is_deterministic_per_seed(tmp_path):
             shutil.rmtree(tmp_path / d)
 
 
+SMALL_SETS = ("imagenet", "kinetics", "ssv2", "ssv1")  # in this order, x264 runs first in a fresh process
+
+
+def _synth_argv(base: Path) -> list:
+    """``uniformer data synth`` argument lists writing one small set of every writer under ``base``."""
+    small = ["--classes", "2", "--train-per-class", "1", "--val-per-class", "1", "--size", "32", "--seed", "3"]
+    return [["data", "synth", name, "--out", str(base / name), *small, *([] if name == "imagenet" else
+                                                                         ["--frames", "6"])] for name in SMALL_SETS]
+
+
+def _manifest_hashes(base: Path) -> dict:
+    return {name: json.loads((base / name / "manifest.json").read_text())["sha256"] for name in SMALL_SETS}
+
+
+def test_synth_is_byte_identical_whatever_ran_before(tmp_path, capsys):
+    # A fresh process whose heap glibc fills with a byte pattern (MALLOC_PERTURB_): an encoder reading
+    # uninitialised memory (x264's AVX-512 mbtree code did) writes other bytes there than in this process.
+    env = dict(os.environ, MALLOC_PERTURB_="165", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="7")
+    code = "import json, sys; from uniformer.cli import main; [main(a) for a in json.loads(sys.argv[1])]"
+    subprocess.run([sys.executable, "-c", code, json.dumps(_synth_argv(tmp_path / "fresh"))], env=env, check=True)
+    # This process, with global state changed: thread count, seeded global RNGs, the writers in reverse order
+    # (a VP9 encode right before the x264 one), each set written twice.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    try:
+        for _ in range(2):
+            assert all(cli(argv) == 0 for argv in reversed(_synth_argv(tmp_path / "here")))
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert _manifest_hashes(tmp_path / "here") == _manifest_hashes(tmp_path / "fresh")
+
+
 def test_synth_writes_real_containers(sets):
     kin = json.loads((sets / "kinetics" / "manifest.json").read_text())
     mp4 = [f["path"] for f in kin["files"] if f["path"].endswith(".mp4")]
@@ -240,6 +281,23 @@ def test_cli_synth_and_refuses_foreign_folder(tmp_path, capsys):
     assert cli(["data", "synth", "ssv1", "--out", str(ours), "--classes", "2", "--train-per-class", "1",
                 "--val-per-class", "1", "--frames", "4", "--size", "32"]) == 0
     assert (ours / "manifest.json").is_file()
+
+
+def test_data_source_comes_from_the_data(sets, private_copy, tmp_path):
+    assert data_source(sets / "kinetics") == "synthetic (kinetics-synthetic, seed 0)"
+    assert data_source(sets / "ssv1") == "synthetic (ssv1-synthetic, seed 0)"
+    write_synthetic_imagenet(tmp_path / "imagenet", 2, 1, 0, 16, seed=5)
+    assert data_source(tmp_path / "imagenet") == "synthetic (imagenet-synthetic, seed 5)"
+    # a write that has not finished yet: only the marker
+    unfinished = private_copy("ssv2")
+    (unfinished / MANIFEST).unlink()
+    assert data_source(unfinished) == "synthetic (uniformer.data.synth_video, unfinished)"
+    # the user's own set in the same format (here: the files without our marker and manifest) is real,
+    # whichever profile trains on it; so is a folder with someone else's manifest.json
+    (unfinished / MARKER).unlink()
+    assert data_source(unfinished) == "real"
+    (unfinished / MANIFEST).write_text(json.dumps({"generator": "their_tool", "params": {"seed": 0}}))
+    assert data_source(unfinished) == "real" and data_source(tmp_path / "nowhere") == "real"
 
 
 # --- sampling ---------------------------------------------------------------------------------------------
@@ -464,6 +522,32 @@ def test_check_passes_on_clean_sets(sets, capsys):
     assert cli(["data", "check", "ssv1", "--root", str(sets / "ssv1")]) == 0
     out = capsys.readouterr().out
     assert out.count(" OK (") == 3
+
+
+def test_check_takes_several_lists(sets, capsys):
+    kin, ssv2 = sets / "kinetics", sets / "ssv2"
+    # several files after one --list (the README's form)
+    assert cli(["data", "check", "kinetics400", "--root", str(kin), "--list", str(kin / "train.csv"),
+                str(kin / "val.csv"), "--class-index", str(kin / "classes.txt")]) == 0
+    # --list repeated (the pipeline's form: the argv `uniformer stage data` runs), here SSV2's split list and JSON
+    check = data_commands("ssv2", {"root": str(ssv2), "train_list": "somesomev2_rgb_train_split.txt",
+                                   "val_list": "something-something-v2-validation.json",
+                                   "class_index": "category.txt"})[-1]
+    assert check.count("--list") == 2 and cli(check) == 0
+    out = capsys.readouterr().out.splitlines()
+    n = KIN["classes"]
+    assert out == [f"{kin}: kinetics400 OK (train.csv: {n * KIN['train_per_class']} videos, val.csv: "
+                   f"{n * KIN['val_per_class']} videos; {n} classes (class index {kin / 'classes.txt'}))",
+                   f"{ssv2}: ssv2 OK (somesomev2_rgb_train_split.txt: {SSV['classes'] * SSV['train_per_class']} "
+                   f"videos, something-something-v2-validation.json: {SSV['classes'] * SSV['val_per_class']} videos; "
+                   f"{SSV['classes']} classes (class index {ssv2 / 'category.txt'}))"]
+    # a second list that does not exist: named, the first one still checked, exit 1
+    missing = kin / "no_such_list.csv"
+    assert cli(["data", "check", "kinetics400", "--root", str(kin), "--list", str(kin / "val.csv"),
+                str(missing)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{missing}: list file not found"
+    assert "1 problem(s) (1 missing list)" in out[-1] and f"(val.csv: {n * KIN['val_per_class']} videos;" in out[-1]
 
 
 def test_check_names_every_problem(private_copy, capsys):

@@ -93,8 +93,10 @@ def _video_synth(name: str):
 
 def _video_check_arguments(p: argparse.ArgumentParser) -> None:
     _root_and_workers(p)
-    p.add_argument("--list", action="append", metavar="FILE",
-                   help="split list to check (repeatable); default: the standard list names found in --root")
+    # extend + nargs: both `--list A B` (as the README writes it) and `--list A --list B` (as the stage does)
+    p.add_argument("--list", action="extend", nargs="+", metavar="FILE",
+                   help="split list(s) to check: several after one --list, or --list repeated; default: the "
+                        "standard list names found in --root")
     p.add_argument("--class-index", nargs="+", metavar="FILE",
                    help="class-index file(s) (e.g. the official kinetics_400_categroies.txt, or the two "
                         "Kinetics-600 lists); checks class names and the label range")

@@ -30,8 +30,9 @@ The labels JSON numbers the templates alphabetically; ``category.txt`` (the clas
 use, as the official ``sthv2_category.txt``) in a seeded order that is not alphabetical.
 
 Deterministic: every video draws from its own RNG seeded by (seed, dataset, split, class, number) and the
-encoders run single-threaded with FFmpeg's bitexact flags, so the same arguments give byte-identical files
-with this PyAV/FFmpeg build; ``manifest.json`` holds a sha256 per file and a top-level sha256.
+encoders run single-threaded with FFmpeg's bitexact flags (x264 on its C path, see ``KINETICS_CODEC``), so
+the same arguments give byte-identical files with this PyAV/FFmpeg build, whatever ran before in the process;
+``manifest.json`` holds a sha256 per file and a top-level sha256.
 """
 import colorsys
 import csv
@@ -69,7 +70,10 @@ SSV_CLASSES = (
     ("Moving [something] to the right and back", "right_and_back"),
     ("Moving [something] to the left and back", "left_and_back"),
 )
-KINETICS_CODEC = ("mp4", "libx264", {"crf": "18", "preset": "veryfast"})
+# x264's AVX-512 macroblock-tree code reads uninitialised heap memory on small frames, so its output depended on
+# what the process had allocated before (e.g. a VP9 encode): asm=0 runs x264's plain C path, which is clean (and
+# the same on every CPU); the frames are tiny, so it costs little.
+KINETICS_CODEC = ("mp4", "libx264", {"crf": "18", "preset": "veryfast", "x264-params": "asm=0"})
 SSV2_CODEC = ("webm", "libvpx-vp9", {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"})
 
 
