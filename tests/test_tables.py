@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from uniformer.tables.gate import compare, snapshot
 from uniformer.tables.report import build_table, render_latex, render_markdown
 from uniformer.tables.spec import get_table
 
@@ -74,42 +73,6 @@ def test_not_measured_rows(tmp_path):
     spec = get_table("imagenet")
     rows, _ = build_table(spec, load_results(spec, "smoke", tmp_path), TOL)
     assert {r["verdict"] for r in rows} == {"not measured"}
-
-
-def test_gate_passes_and_fails_on_degradation(tmp_path):
-    gate = {"top1_drop": 15.0, "efficiency_drop": 0.35}
-    base = {"top1": {"uniformer_xxs.in1k_224": 60.0}, "efficiency": {"a": 0.4, "b": 0.2}}
-    ok, _ = compare({"top1": {"uniformer_xxs.in1k_224": 50.0}, "efficiency": {"a": 0.38, "b": 0.21}}, base, gate)
-    assert ok
-    ok, rows = compare({"top1": {"uniformer_xxs.in1k_224": 40.0}, "efficiency": {"a": 0.4, "b": 0.2}}, base, gate)
-    assert not ok and rows[0][-1] == "FAIL"
-    ok, rows = compare({"top1": {"uniformer_xxs.in1k_224": 60.0}, "efficiency": {"a": 0.2, "b": 0.1}}, base, gate)
-    assert not ok and rows[-1][-1] == "FAIL" and rows[-1][3] == "0.50"
-    ok, _ = compare({"top1": {}, "efficiency": {}}, base, gate)
-    assert not ok  # a missing measurement is a failure, not a pass
-
-
-def test_check_cli_update_and_gate(tmp_path, monkeypatch):
-    _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 60.0})
-    baseline = tmp_path / "base.json"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "uniformer.cli", "check", "imagenet", "--results",  # noqa
-                                     str(tmp_path), "--baseline", str(baseline), *a], capture_output=True, text=True)
-    assert run().returncode == 2  # no baseline yet: deliberate --update-baseline required
-    assert run("--update-baseline").returncode == 0
-    assert json.loads(baseline.read_text())["top1"] == {"uniformer_xxs.in1k_224": 60.0}
-    r = run()
-    assert r.returncode == 0 and "regression gate passed" in r.stdout
-    _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 30.0}, frac=0.1)  # a degraded model
-    r = run()
-    assert r.returncode == 1 and "FAILED" in r.stdout and r.stdout.count("FAIL ") + r.stdout.count("FAIL\n") >= 2
-
-
-def test_snapshot_reads_what_the_gate_tracks(tmp_path):
-    from uniformer.tables.report import load_results
-
-    spec = _write_results(tmp_path, top1={"uniformer_xxs.in1k_224": 55.0})
-    snap = snapshot(load_results(spec, "smoke", tmp_path))
-    assert snap["top1"] == {"uniformer_xxs.in1k_224": 55.0} and len(snap["efficiency"]) == 22
 
 
 def _write_video_results(root: Path, table: str, top1=None, source="synthetic-smoke", scale_total_of=None):

@@ -71,9 +71,14 @@ def run(args) -> int:
     data_cfg = section(params, "data", profile, args.dataset)
     if args.class_index:
         data_cfg["class_index"] = [str(Path(p).absolute()) for p in args.class_index]
+    from ..provenance import stamp
+
+    flags = [f"{k}={getattr(args, k)}" for k in vars(args) if k in cfg and getattr(args, k) is not None]
+    provenance = stamp("eval", params, profile, args.dataset, flags + [f"class_index={args.class_index}"] * bool(
+        args.class_index))
     evaluate(args.checkpoint, cfg, data_cfg, dataset=args.dataset, profile=profile, model_name=args.model,
              data_root=args.data_root, out=args.out, weights=args.weights, device=args.device,
-             progress=not args.no_progress)
+             progress=not args.no_progress, provenance=provenance)
     return 0
 
 
@@ -138,7 +143,7 @@ def _prepare_for_inference(model, precision: str, channels_last: bool, compile: 
 def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dataset: str = "imagenet",
              profile: str = "smoke", model_name: Optional[str] = None, data_root: Optional[str] = None,
              out: Optional[str] = None, weights: str = "auto", device: str = "auto",
-             progress: bool = True) -> Dict[str, Any]:
+             progress: bool = True, provenance: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     import csv
     import io
 
@@ -213,6 +218,7 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
     views = protocol.get("views", 1)
     metrics = {
         "table": table, "dataset": dataset, "model": model_name, "profile": profile, "checkpoint": str(checkpoint),
+        "provenance": provenance,
         "checkpoint_kind": "ours" if ours else "official", "weights": taken,
         "top1": s["top1"], "top5": s["top5"], "loss": s["loss"], "samples": s["samples"],
         "num_classes": num_classes, "classes_in_val": len(classes), "class_index": data.class_index_desc(),

@@ -77,9 +77,11 @@ def run(args) -> int:
     params = load_params(args.params)
     profile = active_profile(params, args.profile)
     cfg = resolve_train_config(params, args.dataset, profile, args.model, args.overrides)
+    from ..provenance import stamp
+
     train(cfg, dataset=args.dataset, profile=profile, data_root=args.data_root, out=args.out, resume=args.resume,
           init_checkpoint=args.checkpoint, stop_after_epoch=args.stop_after_epoch, device=args.device,
-          progress=not args.no_progress)
+          progress=not args.no_progress, provenance=stamp("train", params, profile, args.dataset, args.overrides))
     return 0
 
 
@@ -178,8 +180,8 @@ def _resumable(path: Path, resume_key: str, world: int):
 # --- training ---------------------------------------------------------------------------------------------
 def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke", data_root: Optional[str] = None,
           out: Optional[str] = None, resume: bool = False, init_checkpoint: Optional[str] = None,
-          stop_after_epoch: Optional[int] = None, device: str = "auto", progress: bool = True
-          ) -> Optional[Dict[str, Any]]:
+          stop_after_epoch: Optional[int] = None, device: str = "auto", progress: bool = True,
+          provenance: Optional[Dict[str, str]] = None) -> Optional[Dict[str, Any]]:
     """Train with the resolved ``cfg``; returns the final metrics (None if stopped early by ``stop_after_epoch``)."""
     import torch
     import yaml
@@ -357,7 +359,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
             final = state["history"][-1]
             result = {
                 "table": table, "dataset": dataset, "model": cfg["model"], "profile": profile,
-                "epochs": state["epoch"],
+                "provenance": provenance, "epochs": state["epoch"],
                 "train_loss": final["train_loss"], "val_top1": final.get("val_top1"),
                 "val_top5": final.get("val_top5"), "val_loss": final.get("val_loss"),
                 "best_val_top1": state["best_top1"], "best_epoch": state["best_epoch"],

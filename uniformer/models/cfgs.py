@@ -8,15 +8,17 @@ gives (``uniformer.load_checkpoint`` / ``--checkpoint``).
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from timm.models import generate_default_cfgs
 from timm.models._pretrained import PretrainedCfg
 
 from ..reference import imagenet_rows
 
 LIGHT_MODELS = ("uniformer_xxs", "uniformer_xs")
-# Evaluation crop: the DeiT-based trainers (plain and light) resize to 256/224 of the crop; the
-# token-labelling validate.py takes timm's ViT default (crop_pct 0.9). Both bicubic.
+# Evaluation crop and normalisation: the DeiT-based trainers (plain and light) resize to 256/224 of the crop with the
+# ImageNet mean/std. The token-labelling model file sets ``model.default_cfg = _cfg()`` from timm 0.4.12's
+# vision_transformer (the version its requirements pin), whose mean = std = (0.5, 0.5, 0.5) and crop_pct 0.9, and
+# its main.py / validate.py take both from the model's cfg (test.sh passes only --img-size). All bicubic.
 CROP_PCT_DEIT = 0.875
 CROP_PCT_TL = 0.9
 
@@ -54,8 +56,8 @@ def _cfg(row: Dict[str, str]) -> UniFormerPretrainedCfg:
         pool_size=(res // 32, res // 32),
         crop_pct=CROP_PCT_TL if tl else CROP_PCT_DEIT,
         interpolation="bicubic",
-        mean=IMAGENET_DEFAULT_MEAN,
-        std=IMAGENET_DEFAULT_STD,
+        mean=IMAGENET_INCEPTION_MEAN if tl else IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_INCEPTION_STD if tl else IMAGENET_DEFAULT_STD,
         first_conv="patch_embed1.proj" if row["model"] not in LIGHT_MODELS and "plus" not in row["model"]
         else "patch_embed1.proj.0",
         classifier="head",

@@ -98,6 +98,10 @@ def resolve_config(args) -> Tuple[str, Dict]:
              "fold_bn": args.fold_bn, "compile": args.compile, "batch_sizes": args.batch_sizes, "train": args.train,
              "max_seconds_per_model": args.budget}
     cfg.update({k: v for k, v in flags.items() if v is not None})
+    from ..provenance import stamp
+
+    cfg["provenance"] = stamp("profile", params, profile, [args.task] + list(args.set) + [
+        f"{k}={v}" for k, v in flags.items() if v is not None])  # what the flags changed makes another result
     if not cfg.get("batch_sizes"):
         raise ConfigError("profile.batch_sizes must list at least the latency batch size, e.g. [1, 32]")
     return profile, cfg
@@ -379,7 +383,8 @@ def run_entries(args, cfg: Dict, profile: str, kind: Kind, entries: Sequence, ta
     io.write_text(args.out_dir / f"{stem}.md", md)
     io.write_text(args.out_dir / f"{stem}.csv", render_csv(rows))
     if args.json:
-        io.write_json(args.json, {"profile": profile, "config": cfg, "machine": machine, "half_modes": modes,
+        io.write_json(args.json, {"profile": profile, "provenance": cfg["provenance"], "config": cfg,
+                                  "machine": machine, "half_modes": modes,
                                   "date": started.isoformat(), "wall_s": wall, "rows": rows, "notes": notes,
                                   "results": [{k: v for k, v in r.items() if k != "row"} for r in results]})
     print(f"wrote {args.out_dir / f'{stem}.md'} and .csv ({len(rows)} entries, {wall:.0f} s)")

@@ -62,27 +62,53 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--update-baseline", action="store_true", help="write the current results as the new baseline")
 
 
+def stale_results(spec, settings: str, root: Path, params) -> dict:
+    """{result file: why} for the table's eval and profile results this checkout would not have written."""
+    from ..provenance import stale_reason
+
+    stale = {}
+    for entry in (e.name for e in spec.entries()):
+        path = spec.eval_dir(entry, settings, root) / "metrics.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            why = stale_reason(m.get("provenance"), "eval", params, settings, m.get("dataset"))
+            if why:
+                stale[str(path)] = why
+    path = spec.profile_json(settings, root)
+    if path.is_file():
+        why = stale_reason(json.loads(path.read_text()).get("provenance"), "profile", params, settings)
+        if why:
+            stale[str(path)] = why
+    return stale
+
+
 def run_check(args) -> int:
     from .. import io
     from .gate import compare, current_snapshot, format_table
 
     spec = get_table(args.table)
     path = args.baseline or spec.baseline(args.profile)
-    tol = _table_cfg(args.table, args.profile)["gate"]
+    params = load_params()
+    tol = section(params, "tables", args.profile, args.table)["gate"]
     current = current_snapshot(spec, args.profile, args.results)
-    if not current["top1"] and not current["efficiency"]:
+    if not current["accuracy"] and not current["efficiency"]:
         print(f"error: no {args.profile} results for {spec.name} under {args.results}; run the pipeline first "
               f"(snakemake --cores all reproduce_table_{spec.name})", file=sys.stderr)
         return 2
+    stale = stale_results(spec, args.profile, args.results, params)
     if args.update_baseline:
+        if stale:
+            print(f"error: refusing to make a baseline of stale results: {stale}", file=sys.stderr)
+            return 1
         io.write_json(path, {"table": spec.name, "profile": args.profile, **current})
         print(f"baseline written: {path}")
         return 0
     if not path.is_file():
         print(f"error: {path}: no baseline; create it deliberately with --update-baseline", file=sys.stderr)
         return 2
-    ok, rows = compare(current, json.loads(path.read_text()), tol)
+    ok, rows = compare(current, json.loads(path.read_text()), tol, stale)
     print(format_table(rows))
-    print(f"\nregression gate {'passed' if ok else 'FAILED'} (tolerances: top-1 drop ≤ {tol['top1_drop']} points, "
-          f"throughput/GEMM-rate drop ≤ {100 * tol['efficiency_drop']:.0f}%)")
+    print(f"\nregression gate {'passed' if ok else 'FAILED'} (accuracy: one-sided binomial bound at alpha "
+          f"{tol['alpha']} around the baseline and above chance; throughput/GEMM-rate drop ≤ "
+          f"{100 * tol['efficiency_drop']:.0f}% per entry; results made by this checkout's code and params)")
     return 0 if ok else 1

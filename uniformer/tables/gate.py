@@ -1,51 +1,94 @@
-"""CI regression gate: the latest smoke results against a committed baseline.
+"""CI regression gate: the latest results against a committed baseline, with checks that can fail.
 
-Accuracy is compared directly (same synthetic data, same seed). Throughput is compared machine-independently:
-each entry's fp32 img/s is normalised by the fp32 GEMM rate measured in the same run (the fraction of the
-machine's matrix-multiply rate the model achieves), so a slower CI machine does not read as a regression.
+Accuracy: each baseline entry must be evaluated on the same number of samples with none skipped, and its count
+of correct samples may not fall below the ``alpha`` quantile of Binomial(n, baseline accuracy) (a one-sided
+binomial bound: a real drop fails, sampling noise of a re-run does not), nor below what a chance-level model
+reaches with probability ``alpha`` (so a row at chance can never pass).
+Throughput: machine-independent, each entry's fp32 img/s as a fraction of the fp32 GEMM rate measured in the same
+run; every entry with its own timing is checked against its own baseline (a timing shared by several entries is
+counted once), and a baseline entry that is missing, skipped or failed fails with its name.
+Staleness: a result file whose recorded code or parameters differ from the checkout's fails (``provenance``).
 """
-import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
+
+from scipy.stats import binom
 
 from .report import load_results
 
+Row = List[str]
+
 
 def snapshot(results: Dict) -> Dict:
-    """What the gate tracks: accuracy per evaluated entry and efficiency (fraction of GEMM rate) per entry."""
-    return {
-        "top1": {k: v["top1"] for k, v in sorted(results["eval"].items())},
-        "efficiency": {k: r["fp32_gemm_frac"] for k, r in sorted(results["profile"].items())
-                       if r.get("fp32_gemm_frac")},
-    }
+    """What the gate tracks: per evaluated entry its accuracy, sample count, class count and skipped samples;
+    per profiled entry with its own fp32 timing, the fraction of the GEMM rate (None when not measured)."""
+    accuracy = {k: {"top1": v["top1"], "samples": int(v["samples"]), "classes": int(v.get("classes_in_val")
+                                                                                    or v["num_classes"]),
+                    "skipped_samples": int(v.get("skipped_samples", 0))}
+                for k, v in sorted(results["eval"].items())}
+    efficiency = {k: r.get("fp32_gemm_frac") for k, r in sorted(results["profile"].items())
+                  if not r.get("timing_shared_with")}
+    return {"accuracy": accuracy, "efficiency": efficiency}
 
 
-def compare(current: Dict, baseline: Dict, tol: Dict) -> Tuple[bool, List[List[str]]]:
-    """(passed, table rows). Fails when top-1 drops by more than ``top1_drop`` points on any entry, or the
-    geometric mean of the efficiency ratios drops by more than ``efficiency_drop`` (a fraction)."""
+def min_correct(samples: int, baseline_top1: float, classes: int, alpha: float) -> Tuple[int, int, int]:
+    """``(needed, binomial bound, chance bound)`` in correct samples: the baseline's ``alpha`` quantile, and the
+    count a chance-level model (accuracy 1/classes) reaches with probability at most ``alpha``."""
+    bound = int(binom.ppf(alpha, samples, min(max(baseline_top1 / 100.0, 0.0), 1.0)))
+    chance = int(binom.isf(alpha, samples, 1.0 / classes)) + 1  # P[X >= chance] <= alpha under chance
+    return max(bound, chance), bound, chance
+
+
+def _accuracy_rows(current: Dict, baseline: Dict, alpha: float) -> Tuple[bool, List[Row]]:
     rows, ok = [], True
-    for entry, base in baseline["top1"].items():
-        cur = current["top1"].get(entry)
-        bad = cur is None or cur < base - tol["top1_drop"]
-        ok &= not bad
-        rows.append(["top-1", entry, f"{base:.2f}", "missing" if cur is None else f"{cur:.2f}",
-                     "–" if cur is None else f"{cur - base:+.2f}", f"≥ {base - tol['top1_drop']:.2f}",
-                     "FAIL" if bad else "ok"])
-    common = [k for k in baseline["efficiency"] if k in current["efficiency"]]
-    if common:
-        ratio = math.exp(sum(math.log(current["efficiency"][k] / baseline["efficiency"][k]) for k in common)
-                         / len(common))
-        bad = ratio < 1 - tol["efficiency_drop"]
-        ok &= not bad
-        rows.append(["throughput / GEMM rate", f"geo-mean of {len(common)} entries", "1.00", f"{ratio:.2f}",
-                     f"{100 * (ratio - 1):+.0f}%", f"≥ {1 - tol['efficiency_drop']:.2f}", "FAIL" if bad else "ok"])
-    elif baseline["efficiency"]:
-        ok = False
-        rows.append(["throughput / GEMM rate", "no profiled entries", "", "missing", "", "", "FAIL"])
+    for entry, base in baseline["accuracy"].items():
+        cur = current["accuracy"].get(entry)
+        n, k = base["samples"], base["classes"]
+        need, _, chance = min_correct(n, base["top1"], k, alpha)
+        needs = f"≥ {100 * need / n:.2f} (chance bound {100 * chance / n:.2f}, n={n}, {k} classes)"
+        if cur is None:
+            problems, got = ["missing"], "missing"
+        else:
+            correct = round(cur["top1"] * cur["samples"] / 100.0)
+            problems = [msg for bad, msg in (
+                (cur["samples"] != n, f"{cur['samples']} samples, baseline {n}"),
+                (cur["skipped_samples"], f"{cur['skipped_samples']} skipped samples"),
+                (cur["samples"] == n and correct < need, "below the bound")) if bad]
+            got = f"{cur['top1']:.2f}"
+        ok &= not problems
+        rows.append(["top-1", entry, f"{base['top1']:.2f}", got, needs, "FAIL: " + "; ".join(problems)
+                     if problems else "ok"])
     return ok, rows
 
 
-def format_table(rows: List[List[str]]) -> str:
-    head = ["check", "what", "baseline", "current", "Δ", "needs", "result"]
+def _efficiency_rows(current: Dict, baseline: Dict, drop: float) -> Tuple[bool, List[Row]]:
+    rows, ok = [], True
+    for entry, base in baseline["efficiency"].items():
+        if base is None:
+            continue  # not measured when the baseline was made: nothing to hold it to
+        cur = current["efficiency"].get(entry, "missing")
+        if cur in ("missing", None):
+            bad, got = True, "missing" if cur == "missing" else "skipped / failed"
+        else:
+            bad, got = cur < base * (1 - drop), f"{cur:.3f} ({100 * (cur / base - 1):+.0f}%)"
+        ok &= not bad
+        rows.append(["throughput / GEMM rate", entry, f"{base:.3f}", got, f"≥ {base * (1 - drop):.3f}",
+                     "FAIL" if bad else "ok"])
+    return ok, rows
+
+
+def compare(current: Dict, baseline: Dict, tol: Dict, stale: Optional[Dict[str, str]] = None
+            ) -> Tuple[bool, List[Row]]:
+    """(passed, table rows). ``tol``: ``alpha`` (accuracy bound) and ``efficiency_drop`` (a fraction);
+    ``stale``: {result file: why} of results the checkout would not have written."""
+    ok_a, rows_a = _accuracy_rows(current, baseline, float(tol["alpha"]))
+    ok_e, rows_e = _efficiency_rows(current, baseline, float(tol["efficiency_drop"]))
+    rows_s = [["stale result", path, "", "", "this checkout's code and params", f"FAIL: {why}"]
+              for path, why in sorted((stale or {}).items())]
+    return ok_a and ok_e and not rows_s, rows_a + rows_e + rows_s
+
+
+def format_table(rows: List[Row]) -> str:
+    head = ["check", "what", "baseline", "current", "needs", "result"]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])

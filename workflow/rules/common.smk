@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from uniformer.config import config_hash
+from uniformer.config import TRAINING_CODE as _TRAINING_PARTS, config_hash
 from uniformer.io import write_text
 from uniformer.tables.spec import TABLES, get_table
 from uniformer import workflow as W
@@ -129,6 +129,15 @@ def dataset_of(step, table, unit):
 def arg_of(step, table, unit, flag):
     argv = units(step, table)[unit][0]
     return argv[argv.index(flag) + 1]
+
+
+def code(*parts):
+    """The package sources a rule's numbers depend on: a change re-runs the rule (as DVC's code deps do), so no
+    result is left that this checkout's code would not have made (`uniformer check` refuses such a file)."""
+    return sorted(str(p.relative_to(REPO)) for part in parts for p in (REPO / "uniformer" / part).rglob("*.py"))
+
+
+TRAINING_CODE = code(*_TRAINING_PARTS)
 
 
 def threads_all():

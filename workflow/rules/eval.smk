@@ -7,6 +7,7 @@ rule eval:
     input:
         data=lambda w: check_file(dataset_of("eval", w.table, w.entry)),
         checkpoint=lambda w: W.eval_input(arg_of("eval", w.table, w.entry, "--checkpoint")),
+        code=TRAINING_CODE,
     output:
         metrics="results/eval/{table}/{entry}/%s/metrics.json" % PROFILE_NAME,
     params:

@@ -7,6 +7,7 @@
 rule train:
     input:
         data=lambda w: check_file(dataset_of("train", w.table, w.item)),
+        code=TRAINING_CODE,
     output:
         metrics="results/train/{table}/{item}/%s/metrics.json" % PROFILE_NAME,
     params:
