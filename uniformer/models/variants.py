@@ -33,10 +33,12 @@ def _light(depth, embed_dim, head_dim) -> dict:
                 keep_ratio=schedule, trade_off=schedule, head="class_token")
 
 
-_S, _SP, _B = dict(depth=(3, 4, 8, 3)), dict(depth=(3, 5, 9, 3), conv_stem=True, conv_downsample=True), \
-    dict(depth=(5, 8, 20, 7))
+_S = dict(depth=(3, 4, 8, 3))
+_SP = dict(depth=(3, 5, 9, 3), conv_stem=True, conv_downsample=True)  # S-dagger: overlapping conv+BN embeddings
+_B = dict(depth=(5, 8, 20, 7))
 _TL = dict(head="token_label", mix_token=True)
-_XXS, _XS = _light((2, 5, 8, 2), (56, 112, 224, 448), 28), _light((3, 5, 9, 3), (64, 128, 256, 512), 32)
+_XXS = _light((2, 5, 8, 2), (56, 112, 224, 448), 28)
+_XS = _light((3, 5, 9, 3), (64, 128, 256, 512), 32)
 _VIDEO = dict(ndim=3, head_drop_rate=0.0)  # the official video heads have no dropout
 # light video: the dropped tokens' fast update is the layer-scaled residual (no gamma_3); INIT_VALUE 0.1
 _LIGHT_VIDEO = dict(_VIDEO, fast_gamma=False, init_values=0.1)
