@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from uniformer.models import (IMAGE_MODELS, VIDEO_MODELS, CheckpointError, GlobalBlock, build_dense, build_official,
                               load_into_dense_backbone, set_fused_attn)
-from uniformer.profiling.flops import count_params
+from uniformer.profiling.flops import count_flops, count_params
+from uniformer.profiling.optimize import fold_batchnorm
 
 TINY = dict(depth=(1, 1, 2, 1))  # structure, not size, is under test
 
@@ -72,6 +73,15 @@ def test_dense_backbone_golden_outputs(stem):
     for i, (out, exp) in enumerate(zip(outs, expected)):
         assert out.shape == exp.shape, (i, out.shape, exp.shape)
         torch.testing.assert_close(out, exp, atol=1e-4, rtol=0, msg=f"{stem} out{i}")
+
+
+@pytest.mark.parametrize("stem", [s for s in all_manifests() if s.startswith(("det_", "seg_", "pose_"))
+                                  and "_base_" not in s])  # B: same code, 4x the CPU time
+def test_dense_flops_match_official_measurement(stem):
+    """fvcore counts of the official dense backbones (padded window tokens included) at the first manifest size."""
+    ref = load_manifest(stem)["flops"][0]
+    ours = count_flops(build_official(stem).eval(), tuple(ref["input_shape"][1:]))["gflops"]
+    assert abs(ours - ref["fvcore_gflops"]) < 0.01, (ours, ref["fvcore_gflops"])
 
 
 def test_stage3_token_mixers():
@@ -168,3 +178,14 @@ def test_features_only_and_intermediates(name):
     assert len(out) == 2
     for a, b in zip(out, (inter[1], inter[3])):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", ["uniformer_small_video", "uniformer_xxs_ls_video"])
+def test_fold_batchnorm_video(name):
+    """The one LocalBlock folds in 3D too (BN3d -> 1x1x1 convs, conv stem, final BN3d into the head)."""
+    model = apply_rule(timm.create_model(name, **TINY))
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    x = _input(name)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=0)
