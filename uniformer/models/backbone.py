@@ -292,9 +292,9 @@ class UniFormer(nn.Module):
             return pooled
         logits = self.head(pooled)
         if self.head_kind == "token_label":
-            return token_label_logits(self, logits, tokens, x.shape[-2:], self._mix_box)
+            return token_label_logits(self.aux_head, logits, tokens, x.shape[-2:], self._mix_box, self.training)
         if self.head_kind == "class_token":
-            return class_token_logits(self, logits, cls_token)
+            return class_token_logits(self.norm_cls, self.head_cls, logits, cls_token, self.training)
         return logits
 
     def forward(self, x):

@@ -39,19 +39,20 @@ def make_heads(kind: str, embed_dim, num_classes: int, ndim: int) -> dict:
     return heads
 
 
-def class_token_logits(model: nn.Module, logits: torch.Tensor, cls_token: Optional[torch.Tensor]):
+def class_token_logits(norm_cls: nn.Module, head_cls: nn.Module, logits: torch.Tensor,
+                       cls_token: Optional[torch.Tensor], training: bool):
     """Light models: in training also the class-token logits (the official recipe averages both losses)."""
-    if model.training and cls_token is not None:
-        return logits, model.head_cls(model.norm_cls(cls_token).squeeze(1))
+    if training and cls_token is not None:
+        return logits, head_cls(norm_cls(cls_token).squeeze(1))
     return logits
 
 
-def token_label_logits(model: nn.Module, logits: torch.Tensor, tokens: torch.Tensor, hw,
-                       mix_box: Optional[Tuple[int, int, int, int]]):
+def token_label_logits(aux_head: nn.Module, logits: torch.Tensor, tokens: torch.Tensor, hw,
+                       mix_box: Optional[Tuple[int, int, int, int]], training: bool):
     """Token labelling: eval -> class logits + 0.5 x the strongest token's logits; training -> (class logits,
     per-token logits with MixToken undone, MixToken box)."""
-    aux = model.aux_head(tokens)
-    if not model.training:
+    aux = aux_head(tokens)
+    if not training:
         return logits + 0.5 * aux.max(dim=1)[0]
     return logits, unmix_tokens(aux, hw, mix_box), mix_box
 
