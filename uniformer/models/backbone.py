@@ -126,13 +126,23 @@ class UniFormer(nn.Module):
             self.cls_upsample = nn.Linear(embed_dim[2], embed_dim[3])
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = drop_path_rates(depth, drop_path_rate)
+
+        def block(i: int, j: int) -> nn.Module:
+            """Block j of stage i, by the stage's token mixer."""
+            mixer, dim = self.mixers[i], embed_dim[i]
+            ls = init_values if layer_scale == "all" or (layer_scale == "global" and mixer != "local") else None
+            if mixer == "local":
+                return LocalBlock(dim, mlp_ratio, drop=drop_rate, drop_path=dpr[i][j], init_values=ls, ndim=ndim)
+            args = dict(dim=dim, num_heads=dim // head_dim, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate,
+                        attn_drop=attn_drop_rate, drop_path=dpr[i][j], init_values=ls, ndim=ndim, attn_fp32=attn_fp32)
+            if mixer == "pruned":  # the last stage-3 block pools the score for stage 4
+                return PrunedGlobalBlock(**args, keep_ratio=keep_ratio[i][j], trade_off=trade_off[i][j],
+                                         pool_score=(i == 2 and j == depth[i] - 1), fast_gamma=fast_gamma)
+            windowed = mixer == "window" or (mixer == "hybrid" and (j + 1) % 4 != 0)
+            return GlobalBlock(**args, window_size=window_size if windowed else 0)
+
         for i in range(4):
-            ls = init_values if layer_scale == "all" or (layer_scale == "global" and self.mixers[i] != "local") \
-                else None
-            setattr(self, f"blocks{i + 1}", nn.ModuleList([
-                self._block(i, j, depth[i], embed_dim[i], head_dim, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
-                            dpr[i][j], ls, window_size, keep_ratio, trade_off, fast_gamma, attn_fp32)
-                for j in range(depth[i])]))
+            setattr(self, f"blocks{i + 1}", nn.ModuleList([block(i, j) for j in range(depth[i])]))
 
         for name, module in make_heads(head, embed_dim, num_classes, ndim).items():
             setattr(self, name, module)
@@ -140,20 +150,6 @@ class UniFormer(nn.Module):
         self.feature_info = [
             dict(num_chs=embed_dim[i], reduction=r, module=f"blocks{i + 1}") for i, r in enumerate((4, 8, 16, 32))]
         self.apply(init_weights)
-
-    def _block(self, i, j, depth, dim, head_dim, mlp_ratio, qkv_bias, drop, attn_drop, drop_path, ls, window_size,
-               keep_ratio, trade_off, fast_gamma, attn_fp32) -> nn.Module:
-        """Block j of stage i, by the stage's token mixer."""
-        mixer = self.mixers[i]
-        if mixer == "local":
-            return LocalBlock(dim, mlp_ratio, drop=drop, drop_path=drop_path, init_values=ls, ndim=self.ndim)
-        args = dict(dim=dim, num_heads=dim // head_dim, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop,
-                    attn_drop=attn_drop, drop_path=drop_path, init_values=ls, ndim=self.ndim, attn_fp32=attn_fp32)
-        if mixer == "pruned":
-            return PrunedGlobalBlock(**args, keep_ratio=keep_ratio[i][j], trade_off=trade_off[i][j],
-                                     pool_score=(i == 2 and j == depth - 1), fast_gamma=fast_gamma)
-        windowed = mixer == "window" or (mixer == "hybrid" and (j + 1) % 4 != 0)
-        return GlobalBlock(**args, window_size=window_size if windowed else 0)
 
     # --- timm model API -------------------------------------------------------------------------
     @torch.jit.ignore
