@@ -10,16 +10,20 @@ from ..reference import primary_rows
 from .cfgs import pretrained_tag, registered_name
 
 
-@dataclass(frozen=True)
-class Entry:
-    model: str  # registered timm name
-    tag: str  # pretrained tag, e.g. in1k_384
-    img_size: int
-    row: Dict[str, str]  # the paper_results.csv row (strings)
+class TaggedEntry:
+    """A published entry's timm name ``<model>.<tag>`` (image and video entries alike)."""
 
     @property
     def name(self) -> str:
         return f"{self.model}.{self.tag}"
+
+
+@dataclass(frozen=True)
+class Entry(TaggedEntry):
+    model: str  # registered timm name
+    tag: str  # pretrained tag, e.g. in1k_384
+    img_size: int
+    row: Dict[str, str]  # the paper_results.csv row (strings)
 
     @property
     def label(self) -> str:

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from timm.models import generate_default_cfgs
 
 from ..reference import primary_rows
+from .catalog import TaggedEntry
 from .cfgs import UniFormerPretrainedCfg
 
 VIDEO_TASKS = ("kinetics400", "kinetics600", "ssv1", "ssv2")
@@ -75,17 +76,13 @@ def _opt_float(s: str) -> Optional[float]:
 
 
 @dataclass(frozen=True)
-class VideoEntry:
+class VideoEntry(TaggedEntry):
     model: str  # registered timm name
     tag: str  # pretrained tag, e.g. k400_16x4
     input_size: Tuple[int, int, int, int]  # (C, T, H, W)
     num_classes: int
     attn_fp32: bool
     row: Dict[str, str]  # the paper_results.csv row (strings)
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}.{self.tag}"
 
     @property
     def img_size(self) -> int:

@@ -10,10 +10,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..models import set_fused_attn
-from ..models.blocks import LocalBlock
-from ..models.uniformer import UniFormer
-from ..models.uniformer_light import UniFormerLight
+from ..models import LocalBlock, UniFormer, set_fused_attn
 from .machine import DTYPES
 
 
@@ -35,8 +32,8 @@ def fold_bn_into_following(bn: nn.BatchNorm2d, layer: nn.Module) -> None:
     Exact only for a 1x1 conv without padding or a per-channel linear (with a kxk zero-padded conv the
     border would see BN's shift where it sees zeros), hence the check.
     """
-    if isinstance(layer, nn.Conv2d):
-        assert layer.kernel_size == (1, 1) and layer.groups == 1 and layer.padding in ((0, 0), 0), layer
+    if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
+        assert set(layer.kernel_size) == {1} and layer.groups == 1 and not any(layer.padding), layer
     else:
         assert isinstance(layer, nn.Linear), layer
     s, t = _bn_scale_shift(bn)
@@ -68,9 +65,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             m.norm1, m.norm2 = nn.Identity(), nn.Identity()
         elif isinstance(m, nn.Sequential):
             for i in range(len(m) - 1):
-                if isinstance(m[i], nn.Conv2d) and isinstance(m[i + 1], nn.BatchNorm2d):
+                if isinstance(m[i], (nn.Conv2d, nn.Conv3d)) and isinstance(m[i + 1], nn.modules.batchnorm._BatchNorm):
                     m[i], m[i + 1] = fuse_conv_bn_eval(m[i], m[i + 1]), nn.Identity()
-    if isinstance(model, (UniFormer, UniFormerLight)) and isinstance(model.norm, nn.BatchNorm2d) \
+    if isinstance(model, UniFormer) and isinstance(getattr(model, "norm", None), nn.modules.batchnorm._BatchNorm) \
             and model.global_pool == "avg" and isinstance(model.head, nn.Linear):
         heads = [model.head] + ([model.aux_head] if isinstance(getattr(model, "aux_head", None), nn.Linear) else [])
         for head in heads:
