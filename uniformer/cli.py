@@ -17,6 +17,7 @@ COMMANDS = {
     "stage": ("uniformer.commands.stage", "run one pipeline stage for every item of a table (what dvc.yaml calls)"),
     "report": ("uniformer.commands.report", "regenerate a paper table (md, csv, tex, figure) from the results"),
     "check": ("uniformer.commands.check", "regression gate: latest smoke results vs a committed baseline"),
+    "tables": ("uniformer.commands.tables", "list the registered paper tables (and with --datasets their data sets)"),
 }
 
 
