@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import timm
 import torch
 from tqdm import tqdm
 
@@ -136,8 +135,7 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
                           "(e.g. --model uniformer_small, or uniformer_small_video.k400_16x4 for video)")
     state_dict, taken = checkpoint_state_dict(obj, weights)
     num_classes = task.num_outputs(state_dict, checkpoint)
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes,
-                              **(train_cfg.get("model_kwargs") or {}))
+    model = task.create_model(model_name, num_classes, train_cfg.get("model_kwargs") or {})
     load_model_weights(model, obj, weights=weights)
     del obj, state_dict
 

@@ -168,7 +168,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
     from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint,
                                 restore_rng_state, save_checkpoint)
     from .recipe import (autocast_dtype, build_ema, build_optimizer, build_scheduler, global_batch,
-                         has_token_labelling, scaled_lr, train_img_size)
+                         has_token_labelling, scaled_lr)
 
     t_start = time.perf_counter()
     table, task = get_dataset(dataset).table, get_dataset(dataset).task
@@ -257,9 +257,9 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
         start_epoch = int(state["epoch"])
 
         resolved = {**cfg, "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
-                    "num_classes": num_classes, "img_size": train_img_size(cfg, model), "epochs_total": total_epochs,
-                    "classes": classes, "class_index": data.class_index_desc(), "initial_weights": init,
-                    **data.train_protocol(train_set)}
+                    "num_classes": num_classes, "epochs_total": total_epochs, "classes": classes,
+                    "class_index": data.class_index_desc(), "initial_weights": init,
+                    **data.train_protocol(cfg, model, train_set)}  # input size; video: the clip protocol
         if dist_info.is_main:
             write_text(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         manifest = data.manifest()
@@ -348,10 +348,10 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                 "val_skipped_samples": final.get("val_skipped_samples", 0),
                 "train_time_s": state["train_time_s"], "time_s": time.perf_counter() - t_start,
                 "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
-                "img_size": train_img_size(cfg, model), "eval_weights": "ema" if (ema is not None and cfg["eval_ema"])
-                else "model", "dataset_manifest": manifest, "data_source": tags["data_source"],
+                "eval_weights": "ema" if (ema is not None and cfg["eval_ema"]) else "model",
+                "dataset_manifest": manifest, "data_source": tags["data_source"],
                 "resumed": ckpt is not None, "class_index": data.class_index_desc(), "history": state["history"],
-                **data.train_protocol(train_set),
+                **data.train_protocol(cfg, model, train_set),
             }
             if dist_info.is_main:
                 write_json(out_dir / "metrics.json", result)

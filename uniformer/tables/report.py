@@ -200,7 +200,8 @@ def plot_accuracy_vs_gflops(spec: TableSpec, rows: Sequence[Dict], path: Path) -
         xp, yp = published_at.get(rm["entry"], (xm, ym))
         if abs(xm - xp) / xp > 0.1:  # a published figure the measurement contradicts
             ax.annotate("", xy=(xm, ym), xytext=(xp, yp), arrowprops=dict(arrowstyle="->", color="tab:red", lw=0.8))
-    ax.set_xscale("log")
+    if pub or meas:  # a table nobody profiled yet has no GFLOPs to put on a log axis
+        ax.set_xscale("log")
     ax.set_xlabel(spec.task.plot_xlabel)
     ax.set_ylabel(spec.accuracy_label)
     ax.set_title(f"{spec.title}: accuracy vs GFLOPs")

@@ -67,6 +67,11 @@ class Task:
 
     # --- model, loss, metrics (training and evaluation) ---
     def build_model(self, cfg: Dict[str, Any], num_classes: int):
+        """The model a resolved recipe trains (its regularisation included)."""
+        raise NotImplementedError
+
+    def create_model(self, name: str, num_classes: int, model_kwargs: Dict[str, Any]):
+        """The plain model ``name`` with ``num_classes`` outputs, for a checkpoint to be loaded into (eval)."""
         raise NotImplementedError
 
     def build_loss(self, cfg: Dict[str, Any], num_classes: int):

@@ -186,6 +186,9 @@ class ClassificationTask(Task):
     def build_model(self, cfg, num_classes):
         return build_model(cfg, num_classes)
 
+    def create_model(self, name, num_classes, model_kwargs):
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **model_kwargs)
+
     def build_loss(self, cfg, num_classes):
         return build_loss(cfg, num_classes)
 

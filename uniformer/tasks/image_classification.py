@@ -59,9 +59,9 @@ class ImageData:
         ds.transform = build_eval_transform(model, img_size=train_img_size(cfg, model))
         return ds
 
-    def train_protocol(self, train_set) -> Dict[str, Any]:
-        """Protocol fields for config.yaml / metrics.json beyond the recipe (images: none)."""
-        return {}
+    def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
+        """What config.yaml / metrics.json record of the training input beyond the recipe."""
+        return {"img_size": train_img_size(cfg, model)}
 
     def test_set(self, eval_cfg, model, classes, train_cfg):
         """(val set with the published eval transform, its protocol) at ``img_size`` (eval, else training)."""

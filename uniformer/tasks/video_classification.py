@@ -24,6 +24,7 @@ from ..data.check_video import check_video_dataset
 from ..data.kinetics import read_kinetics_split
 from ..data.something import read_something_split
 from ..data.video import FRAME_TEMPLATE, ClipSpec, VideoDataset, load_video_class_index, require_class_index
+from ..data.transforms import train_img_size
 from ..data.video_augment import ClipAugment
 from ..models import video_catalog  # looked up at call time: tests substitute video_entries
 from .base import Column, DataAction, DatasetSpec, TableSpec, get_dataset, register_dataset, register_table, \
@@ -158,8 +159,8 @@ class VideoData:
     def val_set(self, cfg, model, classes):
         return self._dataset("val", "val", self.clip_spec(model, cfg.get("clip")), classes)
 
-    def train_protocol(self, train_set) -> Dict[str, Any]:
-        return {"clip_protocol": describe_clip(train_set.spec)}
+    def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
+        return {"img_size": train_img_size(cfg, model), "clip_protocol": describe_clip(train_set.spec)}
 
     def test_set(self, eval_cfg, model, classes, train_cfg):
         """(every published view of each val video: ``(V, C, T, H, W)`` per sample, the clip protocol)."""
