@@ -17,14 +17,14 @@ plugins via ``$UNIFORMER_PLUGINS``) and read by the CLI, engine, profiler, repor
     results/train/<table>/<item>/<profile>/             uniformer train <dataset> (metrics.json, last.pth)
     results/eval/<table>/<entry>/<profile>/metrics.json uniformer eval <dataset>
 
-Nothing here imports torch-heavy code; the task modules import what their methods need.
+This module only declares; the task modules hold the behaviour and import what it needs.
 """
 import argparse
 import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from timm.models import get_pretrained_cfg
 
@@ -58,7 +58,7 @@ class Task:
     name: str = ""
     # train.<dataset>.<profile> keys beyond the common recipe (``engine.recipe.COMMON_KEYS``)
     recipe_keys: Tuple[str, ...] = ()
-    # eval metrics in metrics.json, val_<metric> in training; the first is the one "best" and the gate use
+    # eval metrics in metrics.json (val_<metric> in training); the first, higher = better, picks best.pth
     metrics: Tuple[str, ...] = ()
     channels_last: str = "channels_last"  # torch memory format name for the model and its inputs
 
@@ -144,6 +144,39 @@ class Task:
         return f"<task {self.name}>"
 
 
+class Adapter(Protocol):
+    """What a data set's format reader answers (``image_classification.ImageData`` is the short example).
+    Constructed as ``adapter(dataset name, root, data.<dataset>.<profile> of params.yaml)``."""
+
+    def ensure(self) -> None:
+        """Write the synthetic set the profile names (``synth``) if the root is empty (smoke profile)."""
+
+    def classes(self) -> List[str]:
+        """Class names in label order."""
+
+    def class_index_desc(self) -> str:
+        """Where that order comes from (recorded in config.yaml, metrics.json and the tables)."""
+
+    def eval_classes(self, trained: Optional[List[str]], checkpoint: str, num_classes: int) -> List[str]:
+        """The classes to evaluate with: ours (``trained``, checked against the data) or an official
+        checkpoint's (``trained`` None: the published order)."""
+
+    def train_set(self, cfg: Dict[str, Any], model, classes: List[str]): ...
+
+    def val_set(self, cfg: Dict[str, Any], model, classes: List[str]):
+        """One view per sample, scored every epoch."""
+
+    def train_protocol(self, cfg: Dict[str, Any], model, train_set) -> Dict[str, Any]:
+        """What config.yaml / metrics.json record of the training input (input size, clip protocol)."""
+
+    def test_set(self, eval_cfg: Dict[str, Any], model, classes: List[str], train_cfg: Dict[str, Any]):
+        """``(dataset, protocol)`` of the published evaluation; ``protocol`` (flat values, ``views`` if not 1)
+        goes into metrics.json."""
+
+    def manifest(self) -> str:
+        """A content hash of the data (MLflow tag, metrics.json)."""
+
+
 @dataclass(frozen=True)
 class DataAction:
     """One ``uniformer data synth|check <name>`` subcommand: its options and what it does."""
@@ -158,7 +191,7 @@ class DatasetSpec:
     task: Task
     table: str
     title: str  # human name, e.g. "Kinetics-400"
-    adapter: Callable[[str, os.PathLike, Dict[str, Any]], Any]  # (name, root, data.<name>.<profile>) -> reader
+    adapter: Callable[[str, os.PathLike, Dict[str, Any]], Adapter]  # (name, root, data.<name>.<profile>)
     short: str = ""  # abbreviation in table cells, e.g. "K400"
     entries: Callable[[], List[Any]] = list  # the published entries measured on it (models.catalog.Entry)
     check: Optional[DataAction] = None

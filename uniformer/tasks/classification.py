@@ -15,7 +15,7 @@ than the number of classes clamped to it.
 """
 import csv
 import io
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import timm
 import torch
@@ -216,7 +216,3 @@ def accuracy_columns(acc: str, label: str) -> List[Column]:
 def speed_columns(rate: str) -> List[Column]:
     """fp32 throughput of the profile and its fraction of the GEMM rate measured in the same run."""
     return [Column(f"{rate} (fp32)", "img_per_s", "{:.3g}"), Column("of GEMM rate", "gemm_frac", "{:.0%}")]
-
-
-def optional(v: Optional[float], fmt: str = "{:.2f}") -> str:
-    return "–" if v is None else fmt.format(v)
