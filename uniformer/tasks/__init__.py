@@ -7,8 +7,9 @@ writer, and ``data.<name>`` / ``train.<name>`` / ``eval.<name>`` blocks in param
 below, or from a plugin module named in ``$UNIFORMER_PLUGINS`` (``tests/toy_task.py`` is a complete one).
 """
 from . import image_classification, video_classification  # noqa: F401  (register the built-in tasks)
-from .base import (Adapter, Column, DataAction, DatasetSpec, RESULTS, TableSpec, Task, dataset_names, datasets,  # noqa: F401,E501
-                   get_dataset, get_table, get_task, load_plugins, open_data, register_dataset, register_table,
-                   register_task, synth_writers, table_of, tables, task_of)
+from .base import (  # noqa: F401  (the registry API)
+    RESULTS, Adapter, Column, DataAction, DatasetSpec, TableSpec, Task, dataset_names, datasets, get_dataset,
+    get_table, get_task, load_plugins, open_data, register_dataset, register_table, register_task, synth_writers,
+    table_of, tables, task_of)
 
 load_plugins()
