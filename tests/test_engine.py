@@ -11,7 +11,7 @@ import uniformer  # noqa: F401  (registers the models)
 from uniformer.config import ConfigError, load_params
 from uniformer.engine import checkpointing as C
 from uniformer.engine import recipe as R
-from uniformer.engine.metrics import AccuracyCounter, topk_correct
+from uniformer.tasks.classification import AccuracyCounter, topk_correct
 from uniformer.models.catalog import imagenet_entries
 
 
@@ -312,7 +312,7 @@ def test_cli_overrides_may_follow_options():
 # --- loader throughput -------------------------------------------------------------------------------------
 def test_loader_throughput(tmp_path):
     from uniformer.data.synth_imagenet import write_synthetic_imagenet
-    from uniformer.engine.loader_bench import loader_throughput
+    from uniformer.profiling.loader_bench import loader_throughput
 
     write_synthetic_imagenet(tmp_path / "d", classes=2, train_per_class=6, val_per_class=1, size=32, seed=0)
     r = loader_throughput(tmp_path / "d", img_size=32, batch_size=4, num_workers=0, max_batches=5)

@@ -153,11 +153,12 @@ def test_video_config_overrides(tmp_path, monkeypatch):
 
 
 def test_video_tasks_select_their_data_sets():
-    from uniformer.profiling.command import TASKS, VIDEO_TASKS, select_entries
+    from uniformer.profiling.command import TARGETS, select_entries
     from uniformer.models.video_catalog import video_entries
 
-    assert set(VIDEO_TASKS) <= set(TASKS)
-    counts = {t: len([e for d in VIDEO_TASKS[t][1] for e in video_entries(d)]) for t in VIDEO_TASKS}
+    video = {t: v for t, v in TARGETS.items() if v.table.name in ("kinetics", "something")}
+    assert set(video) == {"kinetics", "something", "kinetics400", "kinetics600", "ssv1", "ssv2"}
+    counts = {t: len([e for d in video[t].datasets for e in video_entries(d)]) for t in video}
     assert counts["kinetics"] == counts["kinetics400"] + counts["kinetics600"]
     assert counts["something"] == counts["ssv1"] + counts["ssv2"] and counts["kinetics"] + counts["something"] == 37
     assert [e.name for e in select_entries(video_entries("kinetics400"), [TINY])] == [TINY]

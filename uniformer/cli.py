@@ -7,17 +7,21 @@ import argparse
 import importlib
 import sys
 
+from .config import ConfigError
+from .models.checkpoint import CheckpointError
+
 # subcommand -> (module, help)
 COMMANDS = {
     "models": ("uniformer.commands.models", "list every registered variant with params / GFLOPs / resolution"),
     "profile": ("uniformer.profiling.command", "params, FLOPs, latency, throughput and memory of the variants"),
-    "data": ("uniformer.data.command", "write synthetic datasets / check real ones"),
+    "data": ("uniformer.commands.data", "write synthetic datasets / check real ones"),
     "train": ("uniformer.engine.train", "train a model on a table's dataset (smoke or paper profile)"),
     "eval": ("uniformer.engine.evaluate", "evaluate our or an official checkpoint"),
     "stage": ("uniformer.commands.stage", "run one pipeline stage for every item of a table (what dvc.yaml calls)"),
     "workflow": ("uniformer.commands.workflow", "print the dvc.yaml generated from the table registry"),
     "report": ("uniformer.commands.report", "regenerate a paper table (md, csv, tex, figure) from the results"),
     "check": ("uniformer.commands.check", "regression gate: latest smoke results vs a committed baseline"),
+    "tables": ("uniformer.commands.tables", "list the registered paper tables (and with --datasets their data sets)"),
 }
 
 
@@ -40,8 +44,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command not in modules:
         parser.error(f"'{args.command}' is not available in this version")
-    from .models.checkpoint import CheckpointError
-    from .config import ConfigError
     try:
         return int(modules[args.command].run(args) or 0)
     except (CheckpointError, ConfigError, FileNotFoundError) as e:

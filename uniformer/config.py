@@ -92,7 +92,7 @@ def config_hash(cfg: Any) -> str:
 
 
 # The parts of the package whose code decides what a training run computes (DVC's train stages depend on the same).
-TRAINING_CODE = ("engine", "models", "data")
+TRAINING_CODE = ("engine", "models", "data", "tasks")
 
 
 def code_fingerprint(parts: Iterable[str] = TRAINING_CODE) -> str:

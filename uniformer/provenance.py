@@ -12,7 +12,7 @@ from .config import TRAINING_CODE, code_fingerprint, config_hash
 STAGES = {
     "train": (TRAINING_CODE, ("data", "train")),
     "eval": (TRAINING_CODE, ("data", "train", "eval")),  # the checkpoint came from the train section
-    "profile": (("models", "profiling"), ("profile",)),
+    "profile": (("models", "profiling", "tasks"), ("profile",)),
 }
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from .config import TRAINING_CODE, section
 from .tables.spec import RESULTS, TABLES, evaluated_items, get_table, trained_items
+from .tasks import get_dataset
 
 STEPS = ("data", "train", "eval", "profile", "report")
 REPORTS = Path("reports")
@@ -49,18 +50,7 @@ def data_commands(dataset: str, data: Dict[str, Any]) -> List[List[str]]:
         kind = s.pop("dataset", dataset)
         cmds.append(["uniformer", "data", "synth", kind, "--out", root] + [
             str(a) for k, v in s.items() for a in (f"--{k.replace('_', '-')}", v)])
-    check = ["uniformer", "data", "check", dataset, "--root", root]
-    if dataset != "imagenet":
-        under = lambda p: str(p if Path(p).is_absolute() else Path(root) / p)  # noqa: E731
-        for key in ("train_list", "val_list"):
-            check += ["--list", under(data[key])]
-        ci = data.get("class_index")
-        if ci:
-            check += ["--class-index"] + [under(p) for p in ([ci] if isinstance(ci, str) else ci)]
-        if data.get("labels"):
-            check += ["--labels", under(data["labels"])]
-        if data.get("frame_template"):
-            check += ["--frame-template", data["frame_template"]]
+    check = ["uniformer", "data", "check", dataset, "--root", root] + get_dataset(dataset).check.config_args(data)
     return cmds + [check]
 
 
@@ -150,13 +140,13 @@ def dvc_stages() -> Dict[str, Any]:
             "outs": [{eval_dir: _NO_CACHE}]}
         stages[f"profile_{table}"] = {
             "cmd": f"uniformer stage profile {table}",
-            "deps": code("models", "profiling") + ["uniformer/reference/paper_results.csv"],
+            "deps": code("models", "profiling", "tasks") + ["uniformer/reference/paper_results.csv"],
             "params": ["profile_name", "profile", f"tables.{table}"],
             "outs": [{profile_json: _NO_CACHE}, {f"{REPORTS}/models_{table}.md": _NO_CACHE},
                      {f"{REPORTS}/models_{table}.csv": _NO_CACHE}]}
         stages[f"report_{table}"] = {
             "cmd": f"uniformer stage report {table}",
-            "deps": [profile_json, eval_dir] + code("tables"),
+            "deps": [profile_json, eval_dir] + code("tables", "tasks"),
             "params": ["profile_name", f"tables.{table}"],
             "outs": [{f"{stem}.md": _NO_CACHE}, {f"{stem}.tex": _NO_CACHE},
                      {f"{stem}_acc_vs_gflops.png": _NO_CACHE}],

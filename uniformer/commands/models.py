@@ -1,5 +1,11 @@
 """``uniformer models``: every registered variant with its params, GFLOPs and published input size."""
 import argparse
+import json
+
+import timm
+
+from ..models.catalog import imagenet_entries
+from ..profiling.flops import count_flops, count_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -8,13 +14,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import json
-
-    import timm
-
-    from ..models.catalog import imagenet_entries
-    from ..profiling.flops import count_flops, count_params
-
     rows, built = [], {}
     for e in imagenet_entries():
         if e.model not in built:

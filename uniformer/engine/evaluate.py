@@ -10,8 +10,9 @@ weights; model name, classes and input protocol come from its config) or an offi
 ``uniformer.load_checkpoint`` reads; ``--model`` required, with the published tag for video, e.g.
 ``uniformer_small_video.k400_16x4``, whose pretrained cfg gives frames, stride and test views).
 
+The data set's adapter (``uniformer.tasks``) gives the test set and its protocol, its task the metrics.
 Images: the model's published eval transform (resize by ``crop_pct``, centre crop, its mean/std).
-Video: every published view of each val video (temporal clips x spatial crops, ``engine.datasets``); a
+Video: every published view of each val video (temporal clips x spatial crops, ``tasks.video_classification``); a
 video's scores are its views' logits averaged (the official ``TestMeter`` sums raw logits, no softmax: the
 same top-k; the loss is the cross-entropy of the averaged logits). An official video checkpoint is refused without
 the class-index file it was trained with (``--class-index`` or ``data.<dataset>.<profile>.class_index``):
@@ -26,13 +27,22 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .datasets import DATASETS
+import torch
+from tqdm import tqdm
+
+from ..config import ConfigError, active_profile, load_params, section
+from ..data.loader import build_loader
+from ..io import write_json, write_text
+from ..profiling.optimize import optimize_for_inference
+from ..tasks import dataset_names, get_dataset, open_data
+from ..tracking import start_run
+from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
 
 PRECISIONS = ("fp32", "bf16")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("dataset", choices=dataset_names())
     p.add_argument("--checkpoint", required=True, help="our last.pth / best.pth, or an official checkpoint")
     p.add_argument("--model", help="registered model name, video: with its published tag (default: the one "
                                    "recorded in our checkpoint)")
@@ -59,8 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..config import active_profile, load_params, section
-
     params = load_params(args.params)
     profile = active_profile(params, args.profile)
     cfg = section(params, "eval", profile, args.dataset)
@@ -84,20 +92,14 @@ def run(args) -> int:
 
 def to_channels_last(x):
     """channels_last for images (4-D), channels_last_3d for clips (5-D)."""
-    import torch
-
     return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
 
 
-def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, channels_last: bool = False,
+def evaluate_counts(model, loader, device, meter, amp_dtype=None, channels_last: bool = False,
                     desc: Optional[str] = None, progress: bool = False):
-    """(AccuracyCounter, skipped samples, seconds in the model) of ``model`` over ``loader`` in this process."""
-    import torch
-    from tqdm import tqdm
-
-    from .metrics import AccuracyCounter
-
-    counter, skipped, model_s = AccuracyCounter(num_classes), 0, 0.0
+    """(``meter`` updated with every batch, skipped samples, seconds in the model) of ``model`` over ``loader``
+    in this process; ``meter`` is the task's accumulator (``Task.meter``)."""
+    skipped, model_s = 0, 0.0
     model.eval()
     with torch.no_grad():
         for images, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
@@ -116,51 +118,17 @@ def evaluate_counts(model, loader, device, num_classes: int, amp_dtype=None, cha
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_s += time.perf_counter() - t0
-            counter.update(logits, targets)
+            meter.update(logits, targets)
             skipped += int(n_skipped)
-    return counter, skipped, model_s
-
-
-def _prepare_for_inference(model, precision: str, channels_last: bool, compile: bool, device):
-    """(model, autocast dtype, cast inputs to channels-last) via the profiling helper, else plain autocast."""
-    import torch
-
-    try:
-        from ..profiling.optimize import optimize_for_inference
-    except ImportError:
-        optimize_for_inference = None
-    if optimize_for_inference is not None:
-        return optimize_for_inference(model, precision=precision, channels_last=channels_last, compile=compile,
-                                      device=device), None, False
-    model = model.to(device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if compile:
-        model = torch.compile(model)
-    return model, (torch.bfloat16 if precision == "bf16" else None), channels_last
+    return meter, skipped, model_s
 
 
 def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dataset: str = "imagenet",
              profile: str = "smoke", model_name: Optional[str] = None, data_root: Optional[str] = None,
              out: Optional[str] = None, weights: str = "auto", device: str = "auto",
              progress: bool = True, provenance: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    import csv
-    import io
-
-    import timm
-    import torch
-
-    from .. import models  # noqa: F401  (registers the models)
-    from ..config import ConfigError
-    from ..data.loader import build_loader
-    from ..io import write_json, write_text
-    from ..tracking import start_run
-    from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
-    from .datasets import check_classes, describe_clip, open_data, table_of
-    from .recipe import eval_data_config
-
     t_start = time.perf_counter()
-    table = table_of(dataset)
+    table, task = get_dataset(dataset).table, get_dataset(dataset).task
     dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) else
                        ("cpu" if device == "auto" else device))
     obj = read_any_checkpoint(checkpoint)
@@ -171,47 +139,29 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         raise ConfigError(f"{checkpoint}: not a `uniformer train` checkpoint, so --model is needed "
                           "(e.g. --model uniformer_small, or uniformer_small_video.k400_16x4 for video)")
     state_dict, taken = checkpoint_state_dict(obj, weights)
-    if "head.weight" not in state_dict:
-        raise ConfigError(f"{checkpoint}: no classifier (head.weight) in the checkpoint; is it a backbone-only file?")
-    num_classes = int(state_dict["head.weight"].shape[0])
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes,
-                              **(train_cfg.get("model_kwargs") or {}))
+    num_classes = task.num_outputs(state_dict, checkpoint)
+    model = task.create_model(model_name, num_classes, train_cfg.get("model_kwargs") or {})
     load_model_weights(model, obj, weights=weights)
     del obj, state_dict
 
     root = Path(data_root or data_cfg["root"])
     data = open_data(dataset, root, data_cfg)
-    if ours:
-        classes = train_cfg.get("classes") or data.classes()
-        if data.video and data.class_index_paths():
-            check_classes(classes, data.classes(), f"{checkpoint} vs {data.class_index_desc()}")
-    elif data.video:
-        from ..data.video import require_class_index
-
-        classes = require_class_index(data.class_index_paths(), checkpoint, num_classes)
-    else:
-        classes = data.classes()
+    # ours: the classes it was trained with (checked by the adapter); official: the adapter's published order
+    classes = data.eval_classes((train_cfg.get("classes") or data.classes()) if ours else None, checkpoint,
+                                num_classes)
     if len(classes) > num_classes:
         raise ConfigError(f"{root}: {len(classes)} classes but the model predicts {num_classes}")
-    if data.video:
-        test_set = data.test_set(cfg, model, classes, clip=train_cfg.get("clip"))
-        protocol = describe_clip(test_set.spec)
-    else:
-        img_size = cfg.get("img_size") or train_cfg.get("img_size") or None
-        test_set = data.test_set(cfg, model, classes, img_size)
-        conf = eval_data_config(model, img_size, cfg.get("crop_pct"))
-        protocol = {"img_size": int(conf["input_size"][-1]), "crop_pct": conf["crop_pct"],
-                    "interpolation": conf["interpolation"]}
+    test_set, protocol = data.test_set(cfg, model, classes, train_cfg)
     loader = build_loader(test_set, int(cfg["batch_size"]), shuffle=False, num_workers=int(cfg["workers"]), seed=0,
                           pin_memory=dev.type == "cuda")
     precision = cfg["precision"]
-    net, amp_dtype, cl_inputs = _prepare_for_inference(model, precision, bool(cfg["channels_last"]),
-                                                       bool(cfg["compile"]), dev)
+    net = optimize_for_inference(model, precision=precision, channels_last=bool(cfg["channels_last"]),
+                                 compile=bool(cfg["compile"]), device=dev)
     t_eval = time.perf_counter()
-    counter, skipped, model_s = evaluate_counts(net, loader, dev, num_classes, amp_dtype, cl_inputs,
-                                                desc=f"eval {model_name}", progress=progress)
+    meter, skipped, model_s = evaluate_counts(net, loader, dev, task.meter(num_classes),
+                                              desc=f"eval {model_name}", progress=progress)
     wall_s = time.perf_counter() - t_eval
-    s = counter.summary()
+    s = meter.summary()
     out_dir = Path(out) if out else Path("results") / "eval" / table / model_name / profile
     paper_top1 = None if ours else getattr(model, "pretrained_cfg", {}).get("paper_top1")
     manifest = data.manifest()
@@ -220,7 +170,7 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         "table": table, "dataset": dataset, "model": model_name, "profile": profile, "checkpoint": str(checkpoint),
         "provenance": provenance,
         "checkpoint_kind": "ours" if ours else "official", "weights": taken,
-        "top1": s["top1"], "top5": s["top5"], "loss": s["loss"], "samples": s["samples"],
+        **{k: s[k] for k in task.metrics}, "samples": s["samples"],
         "num_classes": num_classes, "classes_in_val": len(classes), "class_index": data.class_index_desc(),
         "skipped_samples": skipped, "img_per_s": s["samples"] / max(wall_s, 1e-9),
         "model_img_per_s": s["samples"] / max(model_s, 1e-9), "views": views,
@@ -229,15 +179,9 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         "device": str(dev), "paper_top1": paper_top1, "dataset_manifest": manifest,
         "data_source": data_cfg.get("source", "unknown"), "time_s": time.perf_counter() - t_start,
     }
-    if data.video:
-        metrics["img_size"] = protocol["crop_size"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["label", "class", "samples", "correct", "top1"])
-    for k, name in enumerate(classes):
-        n, c = int(counter.class_total[k]), int(counter.class_correct[k])
-        w.writerow([k, name, n, c, f"{100.0 * c / n:.4f}" if n else ""])
-    write_text(out_dir / "per_class.csv", buf.getvalue())
+    files = task.result_files(meter, classes)  # e.g. per_class.csv
+    for name, text in files.items():
+        write_text(out_dir / name, text)
     write_json(out_dir / "metrics.json", metrics)
     params = {"checkpoint": str(checkpoint), "weights": taken, "data_root": str(root), **cfg, **protocol,
               "class_index": metrics["class_index"]}
@@ -245,12 +189,12 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
                    tags={"dataset": dataset, "dataset_manifest": manifest, "data_source": metrics["data_source"],
                          "checkpoint_kind": metrics["checkpoint_kind"]}) as mlrun:
         if mlrun is not None:
-            mlrun.log_metrics({k: metrics[k] for k in ("top1", "top5", "loss", "img_per_s", "model_img_per_s",
+            mlrun.log_metrics({k: metrics[k] for k in (*task.metrics, "img_per_s", "model_img_per_s",
                                                        "skipped_samples", "samples")})
             mlrun.log_artifact(out_dir / "metrics.json")
-            mlrun.log_artifact(out_dir / "per_class.csv")
-    what = f"{views} views, {protocol.get('num_frames')} frames" if data.video else "1 view"
-    print(f"{model_name} ({taken}, {precision}, {metrics['img_size']}px, {what}): top-1 {s['top1']:.2f}  "
-          f"top-5 {s['top5']:.2f}  loss {s['loss']:.4f}  {metrics['img_per_s']:.1f} samples/s  -> {out_dir}",
-          file=sys.stderr)
+            for name in files:
+                mlrun.log_artifact(out_dir / name)
+    scores = "  ".join(f"{k} {s[k]:.4g}" for k in task.metrics)
+    print(f"{model_name} ({taken}, {precision}, {views} view(s)): {scores}  "
+          f"{metrics['img_per_s']:.1f} samples/s  -> {out_dir}", file=sys.stderr)
     return metrics

@@ -4,7 +4,8 @@
                     [--data-root DIR] [--out DIR] [--resume] [--checkpoint PATH] [key=value ...]
     torchrun --nproc_per_node N -m uniformer.cli train kinetics400 ...     # DistributedDataParallel
 
-The recipe is ``train.<dataset>.<profile>``, the data ``data.<dataset>.<profile>`` (``engine.datasets``).
+The recipe is ``train.<dataset>.<profile>``, the data ``data.<dataset>.<profile>``; the data set's task
+(``uniformer.tasks``) builds the model, loss and metrics, its adapter the training and validation sets.
 Video: clips follow the model's pretrained cfg (``--model uniformer_small_video.k400_8x8``: 8 frames, stride
 8), overridden by the recipe's ``clip`` block; initial weights come from ``--checkpoint`` or the recipe's
 ``init.checkpoint`` -- an ImageNet checkpoint of the image family is inflated to 3D (``init.inflate``: mean,
@@ -30,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .datasets import DATASETS
+from ..tasks import dataset_names, get_dataset, open_data
 
 
 def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
@@ -51,7 +52,7 @@ def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", choices=DATASETS, help="data set (and recipe) to train on")
+    p.add_argument("dataset", choices=dataset_names(), help="data set (and recipe) to train on")
     p.add_argument("--model", help="registered model name, optionally with a tag (uniformer_small_tl.in1k_384); "
                                    "default: the profile's model")
     p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
@@ -192,15 +193,15 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
     from ..io import write_json, write_text
     from ..tracking import start_run
     from . import distributed as D
-    from .datasets import describe_clip, open_data, table_of
     from .evaluate import evaluate_counts
     from .checkpointing import (capture_rng_state, load_model_weights,
                                 restore_rng_state, save_checkpoint)
-    from .recipe import (autocast_dtype, build_ema, build_loss, build_mixup, build_model, build_optimizer,
-                         build_scheduler, global_batch, has_token_labelling, scaled_lr, train_img_size)
+    from .recipe import (autocast_dtype, build_ema, build_optimizer, build_scheduler, global_batch,
+                         has_token_labelling, scaled_lr)
 
     t_start = time.perf_counter()
-    table = table_of(dataset)
+    table, task = get_dataset(dataset).table, get_dataset(dataset).task
+    primary = task.metrics[0]  # higher is better: picks best.pth
     dist_info = D.init_distributed(device)
     rank, world, dev = dist_info.rank, dist_info.world_size, dist_info.device
     show = progress and dist_info.is_main
@@ -226,18 +227,19 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
         # classes first (the model needs their number), then the sets (their transforms need the model's cfg)
         classes = data.classes()
         num_classes = len(classes)
-        model = build_model(cfg, num_classes)
-        init = init_checkpoint or ((cfg.get("init") or {}).get("checkpoint") if data.video else None)
+        model = task.build_model(cfg, num_classes)
+        init_cfg = cfg.get("init") or {}  # a recipe key of the tasks that start from another checkpoint (video)
+        init = init_checkpoint or init_cfg.get("checkpoint")
         if init and ckpt is None:
             taken = load_model_weights(model, init, weights="model", allow_new_head=True,
-                                       inflate=(cfg.get("init") or {}).get("inflate") if data.video else None)
+                                       inflate=init_cfg.get("inflate"))
             if dist_info.is_main:
                 print(f"initial weights: {init} ({taken})", file=sys.stderr)
         train_set = data.train_set(cfg, model, classes)
         val_set = data.val_set(cfg, model, classes)
         model.to(dev)
         if cfg["channels_last"]:
-            model.to(memory_format=torch.channels_last_3d if data.video else torch.channels_last)
+            model.to(memory_format=getattr(torch, task.channels_last))
         ema = build_ema(cfg, model)
         net = model
         if dist_info.distributed:
@@ -254,8 +256,8 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
         updates_per_epoch = math.ceil(steps_per_epoch / accum)
         scheduler, total_epochs = build_scheduler(cfg, optimizer, updates_per_epoch)
         scaler = torch.amp.GradScaler(dev.type, enabled=cfg["amp"] == "fp16")
-        loss_fn = build_loss(cfg, num_classes)
-        mixup_fn = build_mixup(cfg, num_classes)
+        loss_fn = task.build_loss(cfg, num_classes)
+        mixup_fn = task.build_mixup(cfg, num_classes)
         data_rng = torch.Generator().manual_seed(int(cfg["seed"]))
 
         eval_loader = build_loader(_Shard(val_set, rank, world) if dist_info.distributed else val_set,
@@ -277,10 +279,9 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
         start_epoch = int(state["epoch"])
 
         resolved = {**cfg, "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
-                    "num_classes": num_classes, "img_size": train_img_size(cfg, model), "epochs_total": total_epochs,
-                    "classes": classes, "class_index": data.class_index_desc(), "initial_weights": init}
-        if data.video:
-            resolved["clip_protocol"] = describe_clip(train_set.spec)
+                    "num_classes": num_classes, "epochs_total": total_epochs, "classes": classes,
+                    "class_index": data.class_index_desc(), "initial_weights": init,
+                    **data.train_protocol(cfg, model, train_set)}  # input size; video: the clip protocol
         if dist_info.is_main:
             write_text(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         manifest = data.manifest()
@@ -317,21 +318,21 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                 last = epoch + 1 == total_epochs
                 if (epoch + 1) % int(cfg["eval_every"]) == 0 or last:
                     eval_model = ema.module if (ema is not None and cfg["eval_ema"]) else model
-                    counter, val_skipped, _ = evaluate_counts(eval_model, eval_loader, dev, num_classes, amp_dtype,
-                                                           bool(cfg["channels_last"]), desc="val", progress=show)
-                    vec = D.all_reduce_tensor(torch.cat([counter.as_vector(), torch.tensor(
+                    meter, val_skipped, _ = evaluate_counts(eval_model, eval_loader, dev, task.meter(num_classes),
+                                                            amp_dtype, bool(cfg["channels_last"]), desc="val",
+                                                            progress=show)
+                    vec = D.all_reduce_tensor(torch.cat([meter.as_vector(), torch.tensor(
                         [float(val_skipped)], dtype=torch.float64)]).to(dev)).cpu()  # nccl needs device tensors
-                    counter.load_vector(vec[:-1])
-                    s = counter.summary()
-                    entry.update(val_top1=s["top1"], val_top5=s["top5"], val_loss=s["loss"],
-                                 val_skipped_samples=int(vec[-1]))
-                    if s["top1"] > state["best_top1"]:
-                        state["best_top1"], state["best_epoch"] = s["top1"], epoch + 1
+                    meter.load_vector(vec[:-1])
+                    s = meter.summary()
+                    entry.update({f"val_{k}": s[k] for k in task.metrics}, val_skipped_samples=int(vec[-1]))
+                    if s[primary] > state["best_top1"]:  # the task's first metric ("best_top1": checkpoint key)
+                        state["best_top1"], state["best_epoch"] = s[primary], epoch + 1
                         if dist_info.is_main:
                             save_checkpoint(out_dir / "best.pth", {
                                 "epoch": epoch + 1, "model": model.state_dict(),
                                 "model_ema": ema.module.state_dict() if ema is not None else None,
-                                "config": cfg, "val_top1": s["top1"]})
+                                "config": cfg, f"val_{primary}": s[primary]})
                 state["history"].append(entry)
                 state["epoch"] = epoch + 1
                 rng_states = D.all_gather_object(capture_rng_state(data_rng))
@@ -344,8 +345,8 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                     if mlrun is not None:
                         mlrun.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
                         mlrun.log_metrics({"skipped_samples": state["skipped_samples"]}, step=epoch + 1)
-                    epochs_bar.set_postfix(loss=f"{entry['train_loss']:.3f}",
-                                           top1=f"{entry.get('val_top1', float('nan')):.1f}")
+                    epochs_bar.set_postfix({"loss": f"{entry['train_loss']:.3f}",
+                                            primary: f"{entry.get(f'val_{primary}', float('nan')):.1f}"})
                 D.barrier()
                 if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
                     if dist_info.is_main:
@@ -360,9 +361,8 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
             result = {
                 "table": table, "dataset": dataset, "model": cfg["model"], "profile": profile,
                 "provenance": provenance, "epochs": state["epoch"],
-                "train_loss": final["train_loss"], "val_top1": final.get("val_top1"),
-                "val_top5": final.get("val_top5"), "val_loss": final.get("val_loss"),
-                "best_val_top1": state["best_top1"], "best_epoch": state["best_epoch"],
+                "train_loss": final["train_loss"], **{f"val_{k}": final.get(f"val_{k}") for k in task.metrics},
+                f"best_val_{primary}": state["best_top1"], "best_epoch": state["best_epoch"],
                 "num_classes": num_classes, "chance_top1": 100.0 / num_classes,
                 "img_per_s": state["images_seen"] / max(state["train_time_s"], 1e-9),
                 "samples_seen": state["images_seen"],  # images / clips trained on (video: x aug.num_sample)
@@ -370,25 +370,24 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                 "val_skipped_samples": final.get("val_skipped_samples", 0),
                 "train_time_s": state["train_time_s"], "time_s": time.perf_counter() - t_start,
                 "lr": lr, "global_batch": global_batch(cfg, world), "world_size": world,
-                "img_size": train_img_size(cfg, model), "eval_weights": "ema" if (ema is not None and cfg["eval_ema"])
-                else "model", "dataset_manifest": manifest, "data_source": tags["data_source"],
+                "eval_weights": "ema" if (ema is not None and cfg["eval_ema"]) else "model",
+                "dataset_manifest": manifest, "data_source": tags["data_source"],
                 "resumed": ckpt is not None, "class_index": data.class_index_desc(), "history": state["history"],
+                **data.train_protocol(cfg, model, train_set),
             }
-            if data.video:
-                result["clip_protocol"] = resolved["clip_protocol"]
             if dist_info.is_main:
                 write_json(out_dir / "metrics.json", result)
                 if mlrun is not None:
                     mlrun.log_metrics({"final_" + k: result[k] for k in (
-                        "train_loss", "val_top1", "val_top5", "val_loss", "img_per_s", "train_time_s", "time_s")
+                        "train_loss", *[f"val_{m}" for m in task.metrics], "img_per_s", "train_time_s", "time_s")
                         if result[k] is not None}, step=state["epoch"])
                     mlrun.log_metrics({"skipped_samples": result["skipped_samples"]}, step=state["epoch"])
                     mlrun.log_artifact(out_dir / "metrics.json")
                     mlrun.log_artifact(out_dir / "config.yaml")
-                print(f"{out_dir}: {result['epochs']} epochs, train loss {result['train_loss']:.4f}, val top-1 "
-                      f"{result['val_top1']:.2f} (chance {result['chance_top1']:.1f}), top-5 {result['val_top5']:.2f}, "
-                      f"{result['img_per_s']:.1f} img/s, {result['skipped_samples']} skipped, "
-                      f"{result['time_s']:.0f} s", file=sys.stderr)
+                val = ", ".join(f"{k} {result[f'val_{k}']:.4g}" for k in task.metrics)
+                print(f"{out_dir}: {result['epochs']} epochs, train loss {result['train_loss']:.4f}, val {val} "
+                      f"(chance top-1 {result['chance_top1']:.1f}), {result['img_per_s']:.1f} samples/s, "
+                      f"{result['skipped_samples']} skipped, {result['time_s']:.0f} s", file=sys.stderr)
         return result
     finally:
         D.cleanup()

@@ -1,1 +1,2 @@
-"""Profiling: parameter and FLOP counts (fvcore), latency/throughput/memory, machine GEMM rates."""
+"""Profiling: parameter and FLOP counts (fvcore), latency/throughput/memory, machine GEMM rates, data-loader
+throughput (``loader_bench``)."""

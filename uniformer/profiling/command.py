@@ -7,15 +7,15 @@ params.yaml; every entry x precision gets a time budget (``max_seconds_per_model
 throughput batch (the batch used is recorded) or skips it when even one image would not fit, which
 keeps the smoke profile within minutes on a 2-core CPU. One MLflow run per entry (stage ``profile``).
 
-Video tasks profile the published video entries the same way, per view (one clip of (3, T, H, W), one
-crop) and in total over the test views: ``kinetics`` (Kinetics-400 + 600) and ``something``
-(Something-Something V1 + V2) write ``models_<task>.{md,csv}``; ``kinetics400``, ``kinetics600``,
-``ssv1``, ``ssv2`` profile one data set (``models_<data set>.{md,csv}``), logged under the paper table it
-belongs to. Entries sharing a network and input (37 entries, 14 measurements) reuse one FLOP count and
-timing. Video budgets come from the optional ``profile.<profile>.video`` sub-dict, which overrides any
-key of ``profile.<profile>`` for video tasks (``--set video.KEY=VALUE`` works with or without it).
-
-Tasks are a table (``TASKS``): a data-loader throughput task (``loader``) plugs in next to ``imagenet``.
+What to profile (``TARGETS``) comes from the task registry (``uniformer.tasks``): every paper table
+(``imagenet``, ``kinetics`` = Kinetics-400 + 600, ``something`` = Something-Something V1 + V2) and every data
+set of a table with several (``kinetics400``, ..., ``ssv2``: ``models_<data set>.{md,csv}``, logged under
+its table). The table's task gives the input shape of an entry, the model to build and the report's units:
+video entries are profiled per view (one clip of (3, T, H, W), one crop) and in total over the test views;
+entries sharing a network and input (37 video entries, 14 measurements) reuse one FLOP count and timing.
+A task may name a sub-dict of ``profile.<profile>`` (video: ``video``) whose keys override the profile's
+for it (``--set video.KEY=VALUE`` works with or without it). ``loader`` (data-loader throughput) is the
+one target that is not a table.
 """
 import argparse
 import datetime
@@ -24,27 +24,53 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Hashable, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
+import timm
+import torch
+from tqdm import tqdm
+
+from .. import io
 from ..config import ConfigError, active_profile, apply_overrides, load_params, section
+from ..tasks import TableSpec, get_dataset, tables
+from ..tracking import start_run
+from .flops import count_flops, count_params, head_gmacs
+from .loader_bench import loader_throughput
+from .machine import gemm_rate, measure_machine
+from .optimize import optimize_for_inference
+from .report import build_rows, render_csv, render_markdown
+from .speed import pick_fastest, pick_threads, profile_inference, profile_train, random_images
 
 PROBE = ("uniformer_xxs", 128)  # small model timed to choose the thread count and the bf16/fp16 mode
-# video task -> (paper table, data sets, title); the table is the MLflow experiment
-VIDEO_TASKS = {
-    "kinetics": ("kinetics", ("kinetics400", "kinetics600"), "Kinetics-400/600"),
-    "something": ("something", ("ssv1", "ssv2"), "Something-Something V1/V2"),
-    "kinetics400": ("kinetics", ("kinetics400",), "Kinetics-400"),
-    "kinetics600": ("kinetics", ("kinetics600",), "Kinetics-600"),
-    "ssv1": ("something", ("ssv1",), "Something-Something V1"),
-    "ssv2": ("something", ("ssv2",), "Something-Something V2"),
-}
+LOADER = "loader"
+
+
+class Target(NamedTuple):
+    """What ``--task <name>`` profiles: the entries of ``datasets``, logged under ``table``."""
+    table: TableSpec
+    datasets: Tuple[str, ...]
+    title: str
+
+
+def targets() -> Dict[str, Target]:
+    """Every table, and each data set of a table with several."""
+    out = {}
+    for t in tables().values():
+        out[t.name] = Target(t, t.datasets, t.short_title or t.title)
+        if len(t.datasets) > 1:
+            out.update({d: Target(t, (d,), get_dataset(d).title) for d in t.datasets})
+    return out
+
+
+TARGETS = targets()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=sorted(TASKS), help="same as --task (e.g. `uniformer profile loader`)")
-    p.add_argument("--task", choices=sorted(TASKS), default="imagenet", help="what to profile (default imagenet)")
+    choices = sorted([*TARGETS, LOADER])
+    p.add_argument("what", nargs="?", choices=choices, help="same as --task (e.g. `uniformer profile loader`)")
+    p.add_argument("--task", choices=choices, default="imagenet", help="what to profile: a table, a data set of "
+                                                                        "one, or loader (default imagenet)")
     p.add_argument("--data-root", help="loader: data set root (default: params.yaml data.imagenet.<profile>.root)")
     p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="loader: worker counts to sweep")
     p.add_argument("--img-size", type=int, default=224, help="loader: training crop size")
@@ -73,27 +99,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_config(args) -> Tuple[str, Dict]:
     """(profile name, profile.<profile> of params.yaml with ``--set`` overrides, then the explicit flags).
 
-    Video tasks: the ``video`` sub-dict and ``--set video.KEY=VALUE`` override the profile's keys (only
-    known keys; recorded as ``video_overrides``); explicit flags still win. Other tasks ignore them.
+    A task's ``profile_section`` (video: ``video``) names a sub-dict whose keys, and ``--set
+    <section>.KEY=VALUE``, override the profile's for that task (only known keys; recorded as
+    ``<section>_overrides``); explicit flags still win. Other tasks ignore them (but they are validated).
     """
     params = load_params()
     profile = active_profile(params, args.profile)
     cfg = section(params, "profile", profile)
-    video = cfg.pop("video", None) or {}
-    sets = [s for s in args.set if not s.startswith("video.")]
-    video_sets = [s[len("video."):] for s in args.set if s.startswith("video.")]
-    cfg = apply_overrides(cfg, sets)
-    unknown = sorted(set(video) - set(cfg))
-    if unknown:
-        raise ConfigError(f"params.yaml: profile.{profile}.video: unknown keys {unknown} (known: {sorted(cfg)})")
-    video_cfg = apply_overrides({**cfg, **video}, video_sets)  # validated for every task
-    if args.task in VIDEO_TASKS:
-        cfg = video_cfg
-        cfg["video_overrides"] = sorted(set(video) | {s.split("=", 1)[0] for s in video_sets})
-        for key in ("channels_last", "fold_bn"):
-            if cfg.get(key) or getattr(args, key, None):
-                raise ConfigError(f"{key} rewrites 2-D models only (4-D tensors, BatchNorm2d); the video models "
-                                  f"are 3-D: set profile.{profile}.video.{key}: false")
+    names = {t.table.task.profile_section for t in TARGETS.values()} - {""}
+    subs = {n: cfg.pop(n, None) or {} for n in names}
+    sub_sets = {n: [s[len(n) + 1:] for s in args.set if s.startswith(n + ".")] for n in names}
+    cfg = apply_overrides(cfg, [s for s in args.set if s.split(".", 1)[0] not in names])
+    resolved = {}
+    for n in sorted(names):  # validated for every task
+        unknown = sorted(set(subs[n]) - set(cfg))
+        if unknown:
+            raise ConfigError(f"params.yaml: profile.{profile}.{n}: unknown keys {unknown} (known: {sorted(cfg)})")
+        resolved[n] = apply_overrides({**cfg, **subs[n]}, sub_sets[n])
+    task = TARGETS[args.task].table.task if args.task in TARGETS else None
+    if task is not None and task.profile_section:
+        n = task.profile_section
+        cfg = resolved[n]
+        cfg[f"{n}_overrides"] = sorted(set(subs[n]) | {s.split("=", 1)[0] for s in sub_sets[n]})
+    for key in task.profile_off if task is not None else ():
+        if cfg.get(key) or getattr(args, key, None):
+            raise ConfigError(f"{key} does not apply to the {task.name} models (it rewrites 2-D models only: 4-D "
+                              f"tensors, BatchNorm2d): set profile.{profile}.{task.profile_section}.{key}: false")
     flags = {"precisions": args.precision, "half_mode": args.half_mode, "channels_last": args.channels_last,
              "fold_bn": args.fold_bn, "compile": args.compile, "batch_sizes": args.batch_sizes, "train": args.train,
              "max_seconds_per_model": args.budget}
@@ -118,20 +149,12 @@ def select_entries(entries, names):
 
 
 def _probe_model(device: str):
-    import timm
-
-    from .speed import random_images
-
     name, size = PROBE
     return timm.create_model(name, img_size=size).eval().to(device), random_images(1, size, device)
 
 
 def pick_threads_for(cfg: Dict, device: str) -> Dict:
     """``threads`` > 0: use it; 0: all cores only if they run the fp32 ``PROBE`` forward 1.2x faster than 1 (CPU)."""
-    import torch
-
-    from .speed import pick_threads
-
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
         return {"threads": int(cfg["threads"])}
@@ -148,11 +171,6 @@ def pick_half_mode(precision: str, cfg: Dict, device: str) -> Dict:
     mode = cfg.get("half_mode", "auto")
     if mode != "auto":
         return {"mode": mode}
-    import torch
-
-    from .optimize import optimize_for_inference
-    from .speed import pick_fastest
-
     model, x = _probe_model(device)
     fns = {}
     for m in ("weights", "autocast"):
@@ -164,22 +182,18 @@ def pick_half_mode(precision: str, cfg: Dict, device: str) -> Dict:
     return {"mode": best, "probe": "{}@{}".format(*PROBE), "probe_seconds": secs}
 
 
-def profile_entry(kind: "Kind", e, model, gmacs: float, precisions, modes, cfg, rate_est, device
-                  ) -> Dict[str, Dict]:
+def profile_entry(task, e, model, gmacs: float, precisions, modes, cfg, rate_est, device) -> Dict[str, Dict]:
     """Timings per precision for one entry; updates ``rate_est`` (achieved FLOP/s) for the next skip decision."""
-    from .optimize import optimize_for_inference
-    from .speed import profile_inference, profile_train
-
     budget = cfg["max_seconds_per_model"] or None
     bs = cfg["batch_sizes"]
-    shape = kind.input_shape(e)
+    shape = task.profile_inputs(e)
     out = {}
     for p in precisions:
         mode = modes.get(p, {}).get("mode")
         est = 2e9 * gmacs / rate_est[p]  # seconds per input at the latency batch
         if budget and 2 * est * bs[0] > budget:
             out[p] = {"status": "skipped", "mode": mode,
-                      "reason": f"est. {est:.3g} s/{kind.unit}, 1 warm-up + 1 timed > {budget:g} s budget"}
+                      "reason": f"est. {est:.3g} s/{task.profile_unit}, 1 warm-up + 1 timed > {budget:g} s budget"}
             continue
         om = optimize_for_inference(model, p, channels_last=cfg["channels_last"], compile=cfg["compile"],
                                     fold_bn=cfg["fold_bn"], cast_weights=mode == "weights", fused_attn=None,
@@ -203,8 +217,6 @@ def profile_entry(kind: "Kind", e, model, gmacs: float, precisions, modes, cfg, 
 
 
 def _log_mlflow(table: str, e, row: Dict, notes: List[str], profile: str, cfg: Dict) -> None:
-    from ..tracking import start_run
-
     params = {**cfg, "entry": e.name, **{k: row[k] for k in ("resolution", "frames", "views") if k in row}}
     tags = {"entry": e.name, "verdict": row["verdict"]}
     if row.get("note"):
@@ -228,17 +240,17 @@ def _header(machine: Dict, cfg: Dict, profile: str, modes: Dict, started: dateti
     th = machine.get("threads_choice", {})
     th_text = (" (auto, all cores only if ≥1.2× faster; fp32 probe {} batch 1: ".format(th["probe"]) + ", ".join(
         f"{k} thread(s) {v * 1e3:.0f} ms" for k, v in th["probe_seconds"].items()) + ")") if "probe" in th else ""
-    video = cfg.get("video_overrides")
-    video_text = "" if video is None else (
-        f"; video settings from `profile.{profile}.video` / `--set video.*`: {', '.join(video)} (flags win)"
-        if video else "; no video overrides (the image settings)")
+    sub = next((k[:-len("_overrides")] for k in cfg if k.endswith("_overrides")), None)  # the task's section
+    sub_text = "" if sub is None else (
+        f"; {sub} settings from `profile.{profile}.{sub}` / `--set {sub}.*`: {', '.join(cfg[sub + '_overrides'])} "
+        "(flags win)" if cfg[sub + "_overrides"] else f"; no {sub} overrides (the image settings)")
     return {
         "Machine": f"{machine['cpu']} ({machine['cpu_capability']}), {machine['cpu_count']} CPUs, "
                    f"GPU {machine['gpu']}, device {machine['device']}, torch {machine['torch']}",
         "Threads": f"{machine['threads']}{th_text}",
         "GEMM rate (this run)": gemm + "; median of square matrix products (2·n³ FLOP each), measured before and "
                                 "after the models, the faster of the two used",
-        "Profile": f"`{profile}`{video_text}",
+        "Profile": f"`{profile}`{sub_text}",
         "Batch sizes": f"latency {bs[0]}, throughput {', '.join(map(str, bs[1:])) or '–'} (shrunk to fit the budget)",
         "Timing": f"{cfg['warmup']} warm-up + {cfg['repeats']} timed calls, median; budget "
                   f"{cfg['max_seconds_per_model'] or '∞'} s per entry and precision",
@@ -249,20 +261,6 @@ def _header(machine: Dict, cfg: Dict, profile: str, modes: Dict, started: dateti
     }
 
 
-IMAGE_LEGEND = [
-    "Published params / GFLOPs are the entry's row of paper_results.csv; ours: parameter count and fvcore "
-    "multiply-adds (the paper's \"FLOPs\") for one image at the entry's resolution. Δ = ours / published − 1.",
-    "Verdict: `ok` when params and GFLOPs are within {tol}% of the published figures.",
-]
-VIDEO_LEGEND = [
-    "Published GFLOPs are the entry's row of paper_results.csv: the README's total over the test views (spatial "
-    "crops × temporal clips) and that total / views per view; the README publishes no params. Ours: parameter "
-    "count and fvcore multiply-adds (the paper's \"FLOPs\") for one view (one clip of T frames at H × H, batch 1), "
-    "× views for the total. Δ = ours / published − 1.",
-    "Verdict: `ok` when our GFLOPs per view, and per view × views against the published total, are within {tol}%.",
-    "Timing `as <entry>`: the entry has the same network and input as that one (only the classifier differs: "
-    "400 / 600 / 174 classes) and reuses its FLOP count (plus the exact head difference) and timings.",
-]
 COMMON_LEGEND = [
     "{rate}: best throughput over the throughput batch sizes (the batch actually used in parentheses; "
     "`*` = truncated by the time budget); latency: ms per forward at the latency batch.",
@@ -273,62 +271,15 @@ COMMON_LEGEND = [
 ]
 
 
-@dataclass(frozen=True)
-class Kind:
-    """What differs between image and video entries; ``run_entries`` does the rest for both."""
-    unit: str  # one input, in "s/<unit>"
-    rate: str  # throughput column unit
-    noun: str
-    legend: Sequence[str]  # lines before COMMON_LEGEND
-    build_key: Callable[[object], Hashable]  # entries with one key share one built model
-    build: Callable[[object], object]
-    input_shape: Callable[[object], Tuple[int, ...]]  # one input, without the batch dim
-    fields: Callable[[object], Dict]  # the kind's own result fields (see report.build_rows)
-
-
-def _build_image(e):
-    import timm
-
-    return timm.create_model(e.model, img_size=e.img_size)  # img_size is metadata only: one build per model
-
-
-def _build_video(e):
-    """The entry's network: its head, and the light models' fp32-attention switch (which the S/B constructors
-    lack); frames and resolution are input shapes, not constructor arguments."""
-    import timm
-
-    from ..models.video_catalog import LIGHT_VIDEO_MODELS
-
-    kw = {"attn_fp32": e.attn_fp32} if e.row["model"] in LIGHT_VIDEO_MODELS else {}
-    return timm.create_model(e.model, num_classes=e.num_classes, **kw)
-
-
-def _video_fields(e) -> Dict:
-    return {"task": e.row["task"], "input_size": tuple(e.input_size),
-            "views": int(e.row["spatial_crops"]) * int(e.row["temporal_clips"])}
-
-
-IMAGE = Kind("img", "img/s", "image", IMAGE_LEGEND, lambda e: e.model, _build_image,
-             lambda e: (3, e.img_size, e.img_size), lambda e: {"img_size": e.img_size})
-VIDEO = Kind("clip", "clips/s", "clip", VIDEO_LEGEND, lambda e: (e.model, e.num_classes, e.attn_fp32), _build_video,
-             lambda e: tuple(e.input_size), _video_fields)
-
-
-def run_entries(args, cfg: Dict, profile: str, kind: Kind, entries: Sequence, table: str, stem: str,
+def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: str, stem: str,
                 title: str) -> int:
-    """Profile ``entries``: ``<out-dir>/<stem>.{md,csv}``, ``--json``, one MLflow run per entry in ``table``.
+    """Profile ``entries`` of ``task``: ``<out-dir>/<stem>.{md,csv}``, ``--json``, one MLflow run per entry in
+    ``table``.
 
-    Models are built once per ``kind.build_key`` and freed after their last entry. A FLOP count and the
+    Models are built once per ``task.profile_build_key`` and freed after their last entry. A FLOP count and the
     timings depend on the network and the input only, so entries sharing both reuse the first one's
     (``timing_shared_with``), its FLOPs corrected by the exact difference of the classifier heads.
     """
-    from tqdm import tqdm
-
-    from .. import io
-    from .flops import count_flops, count_params, head_gmacs
-    from .machine import gemm_rate, measure_machine
-    from .report import build_rows, render_csv, render_markdown
-
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     precisions = list(dict.fromkeys(cfg["precisions"]))
     device = args.device
@@ -338,22 +289,22 @@ def run_entries(args, cfg: Dict, profile: str, kind: Kind, entries: Sequence, ta
     modes = {p: pick_half_mode(p, cfg, device) for p in precisions if p != "fp32"}
     # first guess of each precision's achieved rate; replaced by the measured one after every entry
     rate_est = {p: 0.5 * machine["gemm"][p]["gflops_per_s"] * 1e9 for p in precisions}
-    uses = Counter(kind.build_key(e) for e in entries)
+    uses = Counter(task.profile_build_key(e) for e in entries)
     models, measured, results = {}, {}, []
     bar = tqdm(entries, desc=f"profile {args.task}", unit="entry", disable=args.no_progress, file=sys.stderr)
     for e in bar:
         bar.set_postfix_str(e.name)
-        build_key, shape = kind.build_key(e), kind.input_shape(e)
+        build_key, shape = task.profile_build_key(e), task.profile_inputs(e)
         if build_key not in models:
-            models[build_key] = kind.build(e).eval()
+            models[build_key] = task.profile_model(e).eval()
         model = models[build_key]
-        result = {"entry": e.name, "label": e.label, "model": e.model, "tag": e.tag, **kind.fields(e), "row": e.row,
+        result = {"entry": e.name, "label": e.label, "model": e.model, "tag": e.tag, **task.profile_fields(e), "row": e.row,
                   "params": count_params(model)}
         key = (e.model, shape, getattr(e, "attn_fp32", None))
         first = measured.get(key)
         if first is None:
             gmacs = count_flops(model, shape)["gflops"]
-            timing = profile_entry(kind, e, model, gmacs, precisions, modes, cfg, rate_est, device)
+            timing = profile_entry(task, e, model, gmacs, precisions, modes, cfg, rate_est, device)
             measured[key] = {"entry": e.name, "gmacs": gmacs, "head": head_gmacs(model), "timing": timing}
             result.update(gmacs=gmacs, timing=timing)
         else:
@@ -377,8 +328,8 @@ def run_entries(args, cfg: Dict, profile: str, kind: Kind, entries: Sequence, ta
             _log_mlflow(table, e, row, notes, profile, cfg)
     wall = time.perf_counter() - t0
     header = _header(machine, cfg, profile, modes, started, wall)
-    legend = [s.format(tol=cfg["flops_tolerance_pct"], rate=kind.rate, noun=kind.noun)
-              for s in list(kind.legend) + COMMON_LEGEND]
+    legend = [s.format(tol=cfg["flops_tolerance_pct"], rate=task.profile_rate, noun=task.profile_noun)
+              for s in list(task.profile_legend) + COMMON_LEGEND]
     md = render_markdown(rows, notes, precisions, header, title, legend)
     io.write_text(args.out_dir / f"{stem}.md", md)
     io.write_text(args.out_dir / f"{stem}.csv", render_csv(rows))
@@ -391,29 +342,17 @@ def run_entries(args, cfg: Dict, profile: str, kind: Kind, entries: Sequence, ta
     return 0
 
 
-def run_imagenet(args, cfg: Dict, profile: str) -> int:
-    from ..models.catalog import imagenet_entries
-
-    return run_entries(args, cfg, profile, IMAGE, select_entries(imagenet_entries(), args.models), "imagenet",
-                       "models_imagenet", "UniFormer ImageNet models: params, FLOPs and speed")
-
-
-def run_video(args, cfg: Dict, profile: str) -> int:
-    """A ``VIDEO_TASKS`` task: its data sets' entries, logged under its paper table."""
-    from ..models.video_catalog import video_entries
-
-    table, datasets, title = VIDEO_TASKS[args.task]
-    entries = select_entries([e for d in datasets for e in video_entries(d)], args.models)
-    return run_entries(args, cfg, profile, VIDEO, entries, table, f"models_{args.task}",
-                       f"UniFormer video models ({title}): params, FLOPs per view × views, speed")
+def run_target(args, cfg: Dict, profile: str) -> int:
+    """A table or one data set of it: its published entries, logged under the table."""
+    target = TARGETS[args.task]
+    entries = select_entries([e for d in target.datasets for e in get_dataset(d).entries()], args.models)
+    task = target.table.task
+    return run_entries(args, cfg, profile, task, entries, target.table.name, f"models_{args.task}",
+                       task.profile_title(target.title))
 
 
 def run_loader(args, cfg: Dict, profile: str) -> int:
     """Data-loader throughput (decode + training augmentation) per worker count: is decoding or the model the limit?"""
-    from .. import io
-    from ..engine.loader_bench import loader_throughput
-    from ..tracking import start_run
-
     root = args.data_root or section(load_params(), "data", profile, "imagenet")["root"]
     batch = (args.batch_sizes or [1, 32])[-1]
     results = []
@@ -433,11 +372,8 @@ def run_loader(args, cfg: Dict, profile: str) -> int:
     return 0
 
 
-TASKS = {"imagenet": run_imagenet, "loader": run_loader, **{t: run_video for t in VIDEO_TASKS}}
-
-
 def run(args) -> int:
     if args.what:
         args.task = args.what
     profile, cfg = resolve_config(args)
-    return TASKS[args.task](args, cfg, profile)
+    return (run_loader if args.task == LOADER else run_target)(args, cfg, profile)

@@ -13,6 +13,7 @@ dim, e.g. (3, T, H, W) for a video clip, so the same functions time image and vi
 import copy
 import gc
 import re
+import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -89,7 +90,6 @@ class PeakMemory:
             self._hwm = True
         except OSError:
             pass
-        import resource
         self._base = _proc_status_kb("VmRSS") if self._hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return self
 
@@ -100,7 +100,6 @@ class PeakMemory:
         elif self._hwm:
             self.peak_mb = max(0, _proc_status_kb("VmHWM") - self._base) / 1024
         else:
-            import resource
             self.peak_mb = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self._base) / 1024
         return False
 

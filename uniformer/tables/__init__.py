@@ -1,1 +1,2 @@
-"""Paper tables as data: specs, report rendering (md/csv/tex/figure) and the CI regression gate."""
+"""Paper tables: what each profile trains and evaluates (``spec``; the tables themselves are declared in
+``uniformer.tasks``), report rendering (md/csv/tex/figure) and the CI regression gate."""

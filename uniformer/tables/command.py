@@ -5,7 +5,10 @@ import json
 import sys
 from pathlib import Path
 
+from .. import io
 from ..config import active_profile, load_params, section
+from .gate import compare, current_snapshot, format_table
+from .report import build_table, load_results, plot_accuracy_vs_gflops, render_csv, render_latex, render_markdown
 from .spec import RESULTS, TABLES, get_table
 
 
@@ -21,9 +24,6 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args) -> int:
-    from .. import io
-    from .report import build_table, load_results, plot_accuracy_vs_gflops, render_csv, render_latex, render_markdown
-
     spec = get_table(args.table)
     profile = active_profile(load_params(), args.profile)
     cfg = _table_cfg(args.table, profile)
@@ -47,7 +47,7 @@ def run_report(args) -> int:
     # flat summary for `dvc metrics show / diff`
     io.write_json(stem.parent / f"{spec.name}_metrics.json", {
         r["entry"]: {k: r[k] for k in (spec.accuracy, "img_per_s", "gemm_frac", "gflops", "params_m")
-                     + (("top5", "gflops_total") if spec.video else ()) if r[k] is not None}
+                     + spec.task.summary_keys if r[k] is not None}
         for r in rows if r["verdict"] != "not measured"})
     measured = sum(r["verdict"] != "not measured" for r in rows)
     print(f"{stem}.md: {len(rows)} published entries, {measured} measured", file=sys.stderr)
@@ -83,9 +83,6 @@ def stale_results(spec, settings: str, root: Path, params) -> dict:
 
 
 def run_check(args) -> int:
-    from .. import io
-    from .gate import compare, current_snapshot, format_table
-
     spec = get_table(args.table)
     path = args.baseline or spec.baseline(args.profile)
     params = load_params()

@@ -4,7 +4,7 @@
 rule profile:
     input:
         "uniformer/reference/paper_results.csv",
-        code("models", "profiling"),
+        code("models", "profiling", "tasks"),
     output:
         json="results/profile/{table}/%s.json" % PROFILE_NAME,
         md="reports/models_{table}.md",

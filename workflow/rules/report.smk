@@ -10,7 +10,7 @@ def table_results(table):
 rule report:
     input:
         lambda w: table_results(w.table),
-        code("tables"),
+        code("tables", "tasks"),
     output:
         md="reports/{table}.md",
         csv="reports/{table}.csv",

@@ -12,6 +12,12 @@ timed separately; ``img_per_s`` is the steady state after it.
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+
+from ..data.imagenet import ImageNetFolder
+from ..data.loader import build_loader
+from ..data.timm_fixes import patch_timm_posterize
+
 # The published DeiT-style training augmentation (params.yaml train.imagenet.paper).
 PAPER_AUGMENT = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, color_jitter=0.4,
                      aa="rand-m9-mstd0.5-inc1", train_interpolation="bicubic", reprob=0.25, remode="pixel",
@@ -20,10 +26,6 @@ PAPER_AUGMENT = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, color_j
 
 def training_transform(img_size: int, recipe: Optional[Dict[str, Any]] = None):
     """timm ``create_transform(is_training=True)`` with the recipe's augmentation (default: ``PAPER_AUGMENT``)."""
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
-
-    from ..data.timm_fixes import patch_timm_posterize
-
     patch_timm_posterize()
     r = {**PAPER_AUGMENT, **(recipe or {})}
     return create_transform(
@@ -37,9 +39,6 @@ def loader_throughput(root, img_size: int = 224, batch_size: int = 128, num_work
                       max_batches: int = 50, recipe: Optional[Dict[str, Any]] = None, split: str = "train",
                       seed: int = 0) -> Dict[str, Any]:
     """Time ``max_batches`` batches (fewer if the split is smaller) of the training loader over ``root/split``."""
-    from ..data.imagenet import ImageNetFolder
-    from ..data.loader import build_loader
-
     dataset = ImageNetFolder(root, split, transform=training_transform(img_size, recipe))
     loader = build_loader(dataset, int(batch_size), shuffle=True, num_workers=int(num_workers), seed=seed,
                           drop_last=len(dataset) >= batch_size, pin_memory=False)

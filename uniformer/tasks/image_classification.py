@@ -1,0 +1,139 @@
+"""Image classification: ImageNet-1K (the paper's Table 1 and its light / 384 / token-labelling rows).
+
+Data set ``imagenet``: ImageNet-style folders ``ROOT/{train,val}/<wnid>/*`` (``data.imagenet``), its synthetic
+twin (``data.synth_imagenet``) and checker (``data.check``); table ``imagenet``.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import timm
+
+from ..data.check import check_imagenet
+from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
+from ..data.synth_imagenet import write_synthetic_imagenet
+from ..data.transforms import build_eval_transform, build_train_transform, eval_data_config, train_img_size
+from ..models.catalog import imagenet_entries
+from .base import Column, DataAction, DatasetSpec, TableSpec, register_dataset, register_table, register_task
+from .classification import ClassificationTask, accuracy_columns, speed_columns
+
+
+class ImageData:
+    """ImageNet-style folders: ``ROOT/{train,val}/<wnid>/*``; classes = sorted wnids of ``train``.
+
+    ``data.<dataset>.<profile>`` keys: ``root``, ``source``, ``synth`` (the synthetic set the smoke profile
+    writes when the root is empty)."""
+
+    def __init__(self, dataset: str, root: os.PathLike, data_cfg: Dict[str, Any]):
+        self.dataset, self.root, self.cfg = dataset, Path(root), data_cfg
+
+    def ensure(self) -> None:
+        """Smoke profile: write the synthetic set of ``data.<dataset>.<profile>.synth`` if the root has none."""
+        if (self.root / "manifest.json").is_file() or (self.root / "train").is_dir() or not self.cfg.get("synth"):
+            return
+        s = self.cfg["synth"]
+        print(f"{self.root}: no data set; writing the synthetic one ({s})", file=sys.stderr)
+        write_synthetic_imagenet(self.root, int(s["classes"]), int(s["train_per_class"]), int(s["val_per_class"]),
+                                 int(s["size"]), int(s["seed"]))
+
+    def classes(self) -> List[str]:
+        split = "train" if (self.root / "train").is_dir() else "val"
+        return ImageNetFolder(self.root, split).classes
+
+    def class_index_desc(self) -> str:
+        return "sorted wnid folders of train/"
+
+    def eval_classes(self, trained: Optional[List[str]], checkpoint: str, num_classes: int) -> List[str]:
+        """Our checkpoint's classes (``trained``), else the folders' order (the published ImageNet order)."""
+        return trained if trained is not None else self.classes()
+
+    def train_set(self, cfg, model, classes):
+        ds = ImageNetFolder(self.root, "train", class_index=classes)
+        ds.transform = build_train_transform(cfg, model)
+        return ds
+
+    def val_set(self, cfg, model, classes):
+        ds = ImageNetFolder(self.root, "val", class_index=classes)
+        ds.transform = build_eval_transform(model, img_size=train_img_size(cfg, model))
+        return ds
+
+    def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
+        """What config.yaml / metrics.json record of the training input beyond the recipe."""
+        return {"img_size": train_img_size(cfg, model)}
+
+    def test_set(self, eval_cfg, model, classes, train_cfg):
+        """(val set with the published eval transform, its protocol) at ``img_size`` (eval, else training)."""
+        img_size = eval_cfg.get("img_size") or train_cfg.get("img_size") or None
+        ds = ImageNetFolder(self.root, "val", class_index=classes)
+        ds.transform = build_eval_transform(model, img_size, eval_cfg.get("crop_pct"))
+        conf = eval_data_config(model, img_size, eval_cfg.get("crop_pct"))
+        return ds, {"img_size": int(conf["input_size"][-1]), "crop_pct": conf["crop_pct"],
+                    "interpolation": conf["interpolation"]}
+
+    def manifest(self) -> str:
+        return dataset_manifest_hash(self.root)
+
+
+class ImageClassification(ClassificationTask):
+    name = "image_classification"
+    recipe_keys = ("img_size", "aa", "color_jitter", "train_interpolation", "scale", "ratio", "hflip", "reprob",
+                   "remode", "recount", "repeated_aug")
+    report_legend = ("Params / GFLOPs: parameter count and fvcore multiply-adds (the paper's FLOPs) for one image "
+                     "at the entry's resolution; img/s: fp32 inference throughput on this machine, and the achieved "
+                     "2·FLOPs·img/s as a fraction of the fp32 GEMM rate measured in the same run.")
+    profile_legend = (
+        "Published params / GFLOPs are the entry's row of paper_results.csv; ours: parameter count and fvcore "
+        "multiply-adds (the paper's \"FLOPs\") for one image at the entry's resolution. Δ = ours / published − 1.",
+        "Verdict: `ok` when params and GFLOPs are within {tol}% of the published figures.",
+    )
+
+    def report_columns(self, table):
+        return ([Column("Model", "model", align="l"), Column("Res.", "resolution"), Column("TL", "token_labeling"),
+                 Column("Params (M)", "params_m", compare="pct"), Column("GFLOPs", "gflops", compare="pct")]
+                + accuracy_columns(table.accuracy, table.accuracy_label) + speed_columns("img/s")
+                + [Column("Accuracy data", "data_source", align="l"), Column("Verdict", "verdict", align="l")])
+
+    def profile_inputs(self, entry):
+        return (3, entry.img_size, entry.img_size)
+
+    def profile_model(self, entry):
+        return timm.create_model(entry.model, img_size=entry.img_size)  # img_size is metadata: one build per model
+
+    def profile_fields(self, entry):
+        return {"img_size": entry.img_size}
+
+
+# --- `uniformer data synth|check imagenet` ---------------------------------------------------------------------
+def _synth_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder (a previous synthetic set there is replaced)")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--train-per-class", type=int, default=40)
+    p.add_argument("--val-per-class", type=int, default=10)
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _synth(args) -> int:
+    try:
+        manifest = write_synthetic_imagenet(args.out, args.classes, args.train_per_class, args.val_per_class,
+                                            args.size, args.seed)
+    except (ValueError, FileExistsError) as e:  # bad arguments or a foreign folder: a message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(manifest['files'])} images, {args.classes} classes, sha256 {manifest['sha256']}")
+    return 0
+
+
+def root_and_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="data set root folder")
+    p.add_argument("--workers", type=int, default=0, help="decode in this many processes")
+
+
+TASK = register_task(ImageClassification())
+register_dataset(DatasetSpec(
+    "imagenet", TASK, "imagenet", "ImageNet", ImageData, entries=imagenet_entries,
+    check=DataAction("imagenet", root_and_workers, lambda args: check_imagenet(args.root, workers=args.workers)),
+    synth=DataAction("imagenet", _synth_arguments, _synth), real_sources=("imagenet-val", "imagenet")))
+register_table(TableSpec("imagenet", "ImageNet-1K classification", TASK, ("imagenet",), short_title="ImageNet"))
