@@ -2,8 +2,8 @@
 #
 #   .venv/bin/snakemake -n reproduce_table_imagenet          # dry run: the DAG
 #   .venv/bin/snakemake --cores all reproduce_table_imagenet # smoke profile: synthetic data, CPU, minutes
-#   .venv/bin/snakemake --cores all reproduce_all --config profile_name=paper
-#   .venv/bin/snakemake --workflow-profile workflow/profiles/slurm reproduce_all --config profile_name=paper
+#   .venv/bin/snakemake --cores all reproduce_all --config settings=paper
+#   .venv/bin/snakemake --workflow-profile workflow/profiles/slurm reproduce_all --config settings=paper
 #
 # Every knob lives in params.yaml (shared with dvc.yaml); rules only call the `uniformer` CLI.
 

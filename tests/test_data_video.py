@@ -19,7 +19,7 @@ import timm
 import torch
 
 from uniformer.cli import main as cli
-from uniformer.commands.stage import data_commands
+from uniformer.workflow import data_commands
 from uniformer.config import ConfigError
 from uniformer.data.check_video import check_video_dataset
 from uniformer.data.kinetics import Kinetics, read_kinetics_annotations, read_kinetics_list, read_kinetics_split
@@ -529,11 +529,14 @@ def test_check_takes_several_lists(sets, capsys):
     # several files after one --list (the README's form)
     assert cli(["data", "check", "kinetics400", "--root", str(kin), "--list", str(kin / "train.csv"),
                 str(kin / "val.csv"), "--class-index", str(kin / "classes.txt")]) == 0
-    # --list repeated (the pipeline's form: the argv `uniformer stage data` runs), here SSV2's split list and JSON
+    # the argv the workflow runs (`uniformer stage data`), here SSV2's split list and JSON, with --list repeated
     check = data_commands("ssv2", {"root": str(ssv2), "train_list": "somesomev2_rgb_train_split.txt",
                                    "val_list": "something-something-v2-validation.json",
                                    "class_index": "category.txt"})[-1]
-    assert check.count("--list") == 2 and cli(check) == 0
+    i = check.index("--list")
+    assert check[0] == "uniformer" and check[i + 1].endswith(".txt") and check[i + 2].endswith(".json")
+    repeated = check[1:i + 2] + ["--list"] + check[i + 2:]
+    assert repeated.count("--list") == 2 and cli(repeated) == 0
     out = capsys.readouterr().out.splitlines()
     n = KIN["classes"]
     assert out == [f"{kin}: kinetics400 OK (train.csv: {n * KIN['train_per_class']} videos, val.csv: "

@@ -155,9 +155,9 @@ def test_mlflow_has_train_and_eval_runs(smoke, dataset):
     m, e = smoke["metrics"], smoke["eval_metrics"]
     for run in (train, evaluation):
         assert run.info.status == "FINISHED"
-        assert run.data.tags["data_source"] == "synthetic-smoke"
+        assert run.data.tags["data_source"] == "synthetic (imagenet-synthetic, seed 0)"  # read from the data
         assert run.data.tags["dataset_manifest"] == m["dataset_manifest"]
-        assert run.data.tags["profile"] == "smoke" and run.data.tags["model"] == MODEL
+        assert run.data.tags["settings"] == "smoke" and run.data.tags["model"] == MODEL
     assert train.data.tags["stage"] == "train" and evaluation.data.tags["stage"] == "eval"
     # params: the resolved config
     p = train.data.params

@@ -95,7 +95,7 @@ def test_video_verdict_flags_a_total_that_does_not_follow():
 
 
 # --- config ---------------------------------------------------------------------------------------
-PARAMS = """profile_name: smoke
+PARAMS = """settings: smoke
 profile:
   smoke:
     batch_sizes: [1, 32]

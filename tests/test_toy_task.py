@@ -27,7 +27,7 @@ TRAIN = dict(
     model_ema_decay=0.99, eval_ema=False, amp="none", channels_last=False, seed=0, deterministic=True,
     eval_batch_size=64, eval_every=5)
 PARAMS = {
-    "profile_name": "smoke",
+    "settings": "smoke",
     "data": {"blobs": {"smoke": {"root": "data/blobs", "source": "toy-blobs"}}},
     "train": {"blobs": {"smoke": TRAIN}},
     "eval": {"blobs": {"smoke": {"batch_size": 64, "workers": 0, "precision": "fp32", "channels_last": False,

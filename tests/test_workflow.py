@@ -56,7 +56,7 @@ def _rule_names():
     return set(r.stdout.split())
 
 
-def test_every_rule_the_slurm_profile_names_exists():
+def test_every_rule_the_slurm_settingss_exists():
     prof = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.v8+.yaml").read_text())
     named = set(prof["set-resources"]) | set(prof["set-threads"])
     assert named and named <= _rule_names(), named - _rule_names()
@@ -64,7 +64,7 @@ def test_every_rule_the_slurm_profile_names_exists():
 
 def test_slurm_dry_run_shows_gpu_rules_with_partition_gpus_and_threads(tmp_path):
     paper_train = tmp_path / "paper-train.yaml"  # mode train, so that the dry run has a training job
-    paper_train.write_text("profile_name: paper\ntables: {imagenet: {paper: {mode: train}}}\n")
+    paper_train.write_text("settings: paper\ntables: {imagenet: {paper: {mode: train}}}\n")
     out = _dry_run("reproduce_table_imagenet", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
                    "--configfile", "params.yaml", str(paper_train), "-p")
     jobs = {b.split(":", 1)[0]: b for b in out.split("\nrule ")[1:]}
@@ -137,7 +137,7 @@ def test_dvc_stages_run_exactly_what_snakemake_runs(settings, tmp_path, monkeypa
     from uniformer.cli import main
     from uniformer.tables.spec import TABLES
 
-    args = ["--config", f"profile_name={settings}"]
+    args = ["--config", f"settings={settings}"]
     if settings == "paper":  # ImageNet in train mode (the torchrun launcher); video tables on official files
         tables = yaml.safe_load((ROOT / "params.yaml").read_text())["tables"]
         ckpts = {t: {"paper": {"checkpoints": {e: str(tmp_path / Path(f).name)
@@ -151,7 +151,7 @@ def test_dvc_stages_run_exactly_what_snakemake_runs(settings, tmp_path, monkeypa
         args = ["--configfile", "params.yaml", str(over)] + args
     smk = _snakemake_commands("reproduce_all", *args)
     over = yaml.safe_load(over.read_text()) if settings == "paper" else {}
-    env = {"UNIFORMER_PARAMS": str(_params_file_of(over, {"profile_name": settings}))}  # what Snakemake hands its jobs
+    env = {"UNIFORMER_PARAMS": str(_params_file_of(over, {"settings": settings}))}  # what Snakemake hands its jobs
     monkeypatch.setenv("UNIFORMER_PARAMS", env["UNIFORMER_PARAMS"])
     dvc = []
     for table in sorted(TABLES):

@@ -1,7 +1,7 @@
 """params.yaml: loading, profile selection, command-line overrides and hashing.
 
 Layout: ``<section>: {<profile>: {...}}`` or, for per-table sections, ``<section>: {<table>: {<profile>: {...}}}``;
-``profile_name`` names the active profile (``smoke`` by default, ``paper`` for the published recipes).
+``settings`` names the active profile (``smoke`` by default, ``paper`` for the published recipes).
 """
 import copy
 import hashlib
@@ -42,7 +42,8 @@ def load_params(path: Optional[os.PathLike] = None) -> Dict[str, Any]:
 
 
 def active_profile(params: Dict[str, Any], profile: Optional[str] = None) -> str:
-    return profile or os.environ.get("UNIFORMER_PROFILE") or params.get("profile_name", "smoke")
+    return (profile or os.environ.get("UNIFORMER_SETTINGS") or os.environ.get("UNIFORMER_PROFILE")
+            or params.get("settings", "smoke"))
 
 
 def section(params: Dict[str, Any], name: str, profile: str, table: Optional[str] = None) -> Dict[str, Any]:

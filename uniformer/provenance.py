@@ -12,7 +12,7 @@ from .config import TRAINING_CODE, code_fingerprint, config_hash
 STAGES = {
     "train": (TRAINING_CODE, ("data", "train")),
     "eval": (TRAINING_CODE, ("data", "train", "eval")),  # the checkpoint came from the train section
-    "profile": (("models", "profiling", "tasks"), ("profile",)),
+    "profile": (("models", "profiling", "tasks"), ("profiling",)),
 }
 
 
@@ -20,7 +20,7 @@ def _sections(stage: str, params: Dict[str, Any], settings: str, dataset: Option
     out = []
     for name in STAGES[stage][1]:
         node = params.get(name, {})
-        node = node.get(dataset, {}) if name != "profile" else node
+        node = node.get(dataset, {}) if name != "profiling" else node
         out.append((name, node.get(settings)))
     return out
 

@@ -136,7 +136,9 @@ def start_run(table: str, stage: str, model: str, profile: str, params: Dict[str
                 exp_id = client.get_experiment_by_name(table).experiment_id
         else:
             exp_id = exp.experiment_id
-    all_tags = {"table": table, "stage": stage, "model": model, "profile": profile,
+        # MLflow 3 opens an experiment without this tag on its GenAI overview ("Traces"); ours are model runs
+        client.set_experiment_tag(exp_id, "mlflow.experimentKind", "custom_model_development")
+    all_tags = {"table": table, "stage": stage, "model": model, "settings": profile,
                 "params_hash": config_hash(params), "mlflow.runName": f"{stage}/{model}/{profile}",
                 **environment_tags(), **(tags or {})}
     run = client.create_run(exp_id, run_name=f"{stage}/{model}/{profile}")
@@ -146,6 +148,14 @@ def start_run(table: str, stage: str, model: str, profile: str, params: Dict[str
     for i in range(0, len(items), 100):
         client.log_batch(run_id, params=[Param(k, v) for k, v in items[i:i + 100]])
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+    if tags and tags.get("dataset"):  # the UI's Dataset column: name, content hash and where it lies
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        digest = str(tags.get("dataset_manifest") or "unknown")[:36]
+        client.log_inputs(run_id, datasets=[DatasetInput(
+            Dataset(name=str(tags["dataset"]), digest=digest, source_type="local",
+                    source=str(tags.get("data_root") or tags.get("data_source") or "")),
+            tags=[InputTag("mlflow.data.context", "train" if stage == "train" else "eval")])])
     status = "FAILED"
     try:
         yield Run(client, run_id)

@@ -63,20 +63,20 @@ def commands(step: str, table: str, settings: str, params: Dict[str, Any]) -> Di
         return {ds: data_commands(ds, section(params, "data", settings, ds)) for ds in spec.datasets}
     if step == "train":
         launch = launcher(gpus(params, table, settings, "train"))
-        return {m: [launch + ["train", ds, "--model", m, "--profile", settings, "--data-root", root(ds),
+        return {m: [launch + ["train", ds, "--model", m, "--settings", settings, "--data-root", root(ds),
                               "--out", str(spec.train_dir(m, settings)), "--resume", "--no-progress"]]
                 for m, ds in trained_items(spec, tables).items()}
     if step == "eval":
-        return {entry: [["uniformer", "eval", ds, "--model", model, "--checkpoint", ckpt, "--profile", settings,
+        return {entry: [["uniformer", "eval", ds, "--model", model, "--checkpoint", ckpt, "--settings", settings,
                          "--data-root", root(ds), "--out", str(spec.eval_dir(entry, settings)), "--no-progress"]]
                 for entry, (model, ckpt, ds) in evaluated_items(spec, tables, settings).items()}
     if step == "profile":
         models = list(tables.get("profile_models") or [])
-        return {table: [["uniformer", "profile", "--task", table, "--profile", settings, "--out-dir", str(REPORTS),
+        return {table: [["uniformer", "profile", "--task", table, "--settings", settings, "--out-dir", str(REPORTS),
                          "--json", str(spec.profile_json(settings)), "--no-progress"]
                         + (["--models"] + models if models else [])]}
     if step == "report":
-        return {table: [["uniformer", "report", table, "--profile", settings, "--out-dir", str(REPORTS)]]}
+        return {table: [["uniformer", "report", table, "--settings", settings, "--out-dir", str(REPORTS)]]}
     raise ValueError(f"unknown step {step!r} (known: {', '.join(STEPS)})")
 
 
@@ -101,10 +101,10 @@ DVC_HEADER = """\
 # which runs, one after another, exactly the command lines that Snakemake runs one job each
 # (`uniformer stage <step> <table> --dry-run` prints them), on the same paths.
 #
-#   dvc repro                                   # every table, active settings (params.yaml profile_name; smoke)
+#   dvc repro                                   # every table, active settings (params.yaml settings; smoke)
 #   dvc repro report_kinetics                   # one table
 #   dvc exp run -S train.imagenet.smoke.epochs=5
-#   dvc exp run -S profile_name=paper           # the published recipes on your real data / checkpoints
+#   dvc exp run -S settings=paper           # the published recipes on your real data / checkpoints
 #   dvc metrics show                            # top-1 (and throughput) per entry and table
 #
 # Run with the venv active (`source .venv/bin/activate`) so that `uniformer` is on PATH. Training checkpoints
@@ -119,35 +119,35 @@ def dvc_stages() -> Dict[str, Any]:
     code = lambda *parts: [f"uniformer/{p}" for p in parts]  # noqa: E731
     for table in sorted(TABLES):
         spec = get_table(table)
-        checks = [str(check_file(ds, "${profile_name}")) for ds in spec.datasets]
+        checks = [str(check_file(ds, "${settings}")) for ds in spec.datasets]
         train_dir, eval_dir = str(RESULTS / "train" / table), str(RESULTS / "eval" / table)
-        profile_json = str(spec.profile_json("${profile_name}"))
+        profile_json = str(spec.profile_json("${settings}"))
         stem = str(REPORTS / table)
         stages[f"data_{table}"] = {
             "cmd": f"uniformer stage data {table}",
             "deps": code("data"),
-            "params": ["profile_name"] + [f"data.{ds}" for ds in spec.datasets],
+            "params": ["settings"] + [f"data.{ds}" for ds in spec.datasets],
             "outs": [{c: _NO_CACHE} for c in checks]}
         stages[f"train_{table}"] = {
             "cmd": f"uniformer stage train {table}",
             "deps": checks + code(*TRAINING_CODE),
-            "params": ["profile_name"] + [f"train.{ds}" for ds in spec.datasets] + [f"tables.{table}"],
+            "params": ["settings"] + [f"train.{ds}" for ds in spec.datasets] + [f"tables.{table}"],
             "outs": [{train_dir: {"cache": False, "persist": True}}]}  # persist: last.pth, what a killed run resumes
         stages[f"eval_{table}"] = {
             "cmd": f"uniformer stage eval {table}",
             "deps": [train_dir] + code(*TRAINING_CODE),
-            "params": ["profile_name"] + [f"eval.{ds}" for ds in spec.datasets] + [f"tables.{table}"],
+            "params": ["settings"] + [f"eval.{ds}" for ds in spec.datasets] + [f"tables.{table}"],
             "outs": [{eval_dir: _NO_CACHE}]}
         stages[f"profile_{table}"] = {
             "cmd": f"uniformer stage profile {table}",
             "deps": code("models", "profiling", "tasks") + ["uniformer/reference/paper_results.csv"],
-            "params": ["profile_name", "profile", f"tables.{table}"],
+            "params": ["settings", "profiling", f"tables.{table}"],
             "outs": [{profile_json: _NO_CACHE}, {f"{REPORTS}/models_{table}.md": _NO_CACHE},
                      {f"{REPORTS}/models_{table}.csv": _NO_CACHE}]}
         stages[f"report_{table}"] = {
             "cmd": f"uniformer stage report {table}",
             "deps": [profile_json, eval_dir] + code("tables", "tasks"),
-            "params": ["profile_name", f"tables.{table}"],
+            "params": ["settings", f"tables.{table}"],
             "outs": [{f"{stem}.md": _NO_CACHE}, {f"{stem}.tex": _NO_CACHE},
                      {f"{stem}_acc_vs_gflops.png": _NO_CACHE}],
             "metrics": [{f"{stem}_metrics.json": _NO_CACHE}],

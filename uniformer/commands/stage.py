@@ -17,7 +17,8 @@ from ..workflow import STEPS, check_file, commands
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("step", choices=STEPS)
     p.add_argument("table", choices=sorted(TABLES))
-    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name)")
+    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
+                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
     p.add_argument("--dry-run", action="store_true", help="print the command lines, run nothing")
 
 

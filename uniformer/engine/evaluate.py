@@ -34,7 +34,7 @@ from ..config import ConfigError, active_profile, load_params, section
 from ..data.loader import build_loader
 from ..io import write_json, write_text
 from ..profiling.optimize import optimize_for_inference
-from ..tasks import dataset_names, get_dataset, open_data
+from ..tasks import data_source, dataset_names, get_dataset, open_data
 from ..tracking import start_run
 from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
 
@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="our last.pth / best.pth, or an official checkpoint")
     p.add_argument("--model", help="registered model name, video: with its published tag (default: the one "
                                    "recorded in our checkpoint)")
-    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
+    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
+                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
     p.add_argument("--data-root", help="data set root (default: params.yaml data.<dataset>.<profile>.root)")
     p.add_argument("--out", help="output folder (default: results/eval/<table>/<model>/<profile>)")
     p.add_argument("--class-index", nargs="+", metavar="FILE",
@@ -170,6 +171,7 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         "table": table, "dataset": dataset, "model": model_name, "profile": profile, "checkpoint": str(checkpoint),
         "provenance": provenance,
         "checkpoint_kind": "ours" if ours else "official", "weights": taken,
+        "model_kwargs": train_cfg.get("model_kwargs") or {},  # e.g. a reduced depth: the table's model column says so
         **{k: s[k] for k in task.metrics}, "samples": s["samples"],
         "num_classes": num_classes, "classes_in_val": len(classes), "class_index": data.class_index_desc(),
         "skipped_samples": skipped, "img_per_s": s["samples"] / max(wall_s, 1e-9),
@@ -177,7 +179,7 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         "precision": precision, "channels_last": bool(cfg["channels_last"]), "compile": bool(cfg["compile"]),
         **protocol, "batch_size": int(cfg["batch_size"]),
         "device": str(dev), "paper_top1": paper_top1, "dataset_manifest": manifest,
-        "data_source": data_cfg.get("source", "unknown"), "time_s": time.perf_counter() - t_start,
+        "data_source": data_source(dataset, root), "time_s": time.perf_counter() - t_start,
     }
     files = task.result_files(meter, classes)  # e.g. per_class.csv
     for name, text in files.items():

@@ -91,7 +91,20 @@ def resolve_train_config(params: Dict[str, Any], dataset: str, profile: str, mod
     if int(cfg["accum_steps"]) < 1:
         raise ConfigError(f"accum_steps={cfg['accum_steps']}: must be >= 1")
     task.check_recipe(cfg, f"train.{dataset}.{profile}")
+    _without_token_labels(cfg)
     return cfg
+
+
+def _without_token_labels(cfg: Dict[str, Any]) -> None:
+    """Token-labelling models train their auxiliary head on dense token-label maps (the official NFNet-F6 score
+    maps), which this project cannot read yet. Without them the head would get no loss but still add 0.5 x its max
+    to every prediction, so it is left out (a plain linear head, no MixToken); the recipe's ``model_kwargs`` record
+    it, so evaluation builds the same network and the table's model column says so."""
+    from ..models.variants import IMAGE_ARGS
+
+    kwargs = cfg.setdefault("model_kwargs", {})
+    if IMAGE_ARGS.get(cfg["model"].split(".")[0], {}).get("head") == "token_label" and "head" not in kwargs:
+        kwargs.update(head="linear", mix_token=False)
 
 
 def global_batch(cfg: Dict[str, Any], world_size: int) -> int:

@@ -31,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..tasks import dataset_names, get_dataset, open_data
+from ..tasks import data_source, dataset_names, get_dataset, open_data
 
 
 def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", choices=dataset_names(), help="data set (and recipe) to train on")
     p.add_argument("--model", help="registered model name, optionally with a tag (uniformer_small_tl.in1k_384); "
                                    "default: the profile's model")
-    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name or $UNIFORMER_PROFILE)")
+    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
+                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
     p.add_argument("--data-root", help="data set root (default: params.yaml data.<table>.<profile>.root)")
     p.add_argument("--out", help="output folder (default: results/train/<table>/<model>/<profile>)")
     p.add_argument("--resume", action="store_true",
@@ -285,7 +286,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
         if dist_info.is_main:
             write_text(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         manifest = data.manifest()
-        tags = {"dataset": dataset, "dataset_manifest": manifest, "data_source": cfg["data"].get("source", "unknown"),
+        tags = {"dataset": dataset, "dataset_manifest": manifest, "data_source": data_source(dataset, root),
                 "world_size": world, "out_dir": str(out_dir)}
         if ckpt is not None:
             tags["resumed_from_epoch"] = start_epoch

@@ -75,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="loader: worker counts to sweep")
     p.add_argument("--img-size", type=int, default=224, help="loader: training crop size")
     p.add_argument("--out-dir", type=Path, default=Path("reports"), help="report folder (default reports)")
-    p.add_argument("--profile", help="params.yaml profile (default: profile_name / $UNIFORMER_PROFILE)")
+    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
+                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
     p.add_argument("--models", nargs="+", metavar="NAME",
                    help="only these registered models or entries (e.g. uniformer_small uniformer_base_tl.in1k_384 "
                         "uniformer_small_video.k400_16x4)")
@@ -105,7 +106,7 @@ def resolve_config(args) -> Tuple[str, Dict]:
     """
     params = load_params()
     profile = active_profile(params, args.profile)
-    cfg = section(params, "profile", profile)
+    cfg = section(params, "profiling", profile)
     names = {t.table.task.profile_section for t in TARGETS.values()} - {""}
     subs = {n: cfg.pop(n, None) or {} for n in names}
     sub_sets = {n: [s[len(n) + 1:] for s in args.set if s.startswith(n + ".")] for n in names}

@@ -18,7 +18,8 @@ def _table_cfg(table: str, profile: str):
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", choices=sorted(TABLES))
-    p.add_argument("--profile", help="smoke | paper (default: params.yaml profile_name)")
+    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
+                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
     p.add_argument("--results", type=Path, default=RESULTS, help="results root (default results/)")
     p.add_argument("--out-dir", type=Path, default=Path("reports"), help="where the tables go (default reports/)")
 
@@ -56,7 +57,8 @@ def run_report(args) -> int:
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", nargs="?", default="imagenet", choices=sorted(TABLES))
-    p.add_argument("--profile", default="smoke", help="which results to gate (default smoke)")
+    p.add_argument("--settings", "--profile", dest="profile", default="smoke",
+                   help="whose results to gate (default smoke; --profile is the old name)")
     p.add_argument("--baseline", type=Path, help="baseline JSON (default reports/baselines/<table>_<profile>.json)")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--update-baseline", action="store_true", help="write the current results as the new baseline")

@@ -80,8 +80,11 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
         else:
             status = "within tolerance (" + ", ".join(checks) + ")"
         fp32 = prof or {}
+        label = e.label
+        if ev and ev.get("model_kwargs"):  # not the published network (e.g. fewer blocks in a smoke run)
+            label += " [" + ", ".join(f"{k}={v}" for k, v in ev["model_kwargs"].items()) + "]"
         rows.append({
-            "entry": e.name, "model": e.label, "resolution": e.img_size,
+            "entry": e.name, "model": label, "resolution": e.img_size,
             "token_labeling": e.row.get("token_labeling") == "yes",
             "params_m_published": pub_params, "params_m": params, "params_m_delta_pct": delta_pct(params, pub_params),
             "gflops_published": pub_gflops, "gflops": gflops, "gflops_delta_pct": delta_pct(gflops, pub_gflops),
@@ -93,6 +96,12 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
             **extra,
             "verdict": status,
         })
+        if ev and not comparable:  # what a synthetic accuracy is worth: its class count, chance level and size
+            k = int(ev.get("classes_in_val") or ev.get("num_classes") or 0)
+            if k:
+                rows[-1]["data_source"] += f"; {k} classes, chance {100.0 / k:.1f}%, n={ev.get('samples')}"
+            if 0 < k <= 5:  # top-5 of at most 5 classes is 100% by construction: not a result
+                rows[-1]["top5"] = None
     return rows, notes
 
 
@@ -139,8 +148,8 @@ def render_markdown(spec: TableSpec, rows: Sequence[Dict], notes: Sequence[str],
     lines += ["", f"Tolerances: params and GFLOPs within {tol['flops_pct']}% of the published figure; "
                   f"{spec.accuracy_label} within {tol[spec.accuracy]} points, compared only when measured on the "
                   f"real validation set (data source `{sources}`){spec.task.report_caveat}. Accuracy on "
-                  "`synthetic-smoke` data proves the pipeline works end to end; it is not comparable with the paper, "
-                  "so it has no Δ.",
+                  "synthetic data (`synthetic (…)`) proves the pipeline works end to end; it is not comparable "
+                  "with the paper, so it has no Δ.",
               spec.task.report_legend]
     for i, n in enumerate(notes, 1):
         lines.append(f"\n**Note {i}.** {n}")

@@ -10,6 +10,6 @@ from . import image_classification, video_classification  # noqa: F401  (registe
 from .base import (  # noqa: F401  (the registry API)
     RESULTS, Adapter, Column, DataAction, DatasetSpec, TableSpec, Task, dataset_names, datasets, get_dataset,
     get_table, get_task, load_plugins, open_data, register_dataset, register_table, register_task, synth_writers,
-    table_of, tables, task_of)
+    data_source, table_of, tables, task_of)
 
 load_plugins()

@@ -295,6 +295,16 @@ def get_table(name: str) -> TableSpec:
     return _TABLES[name]
 
 
+def data_source(dataset: str, root: os.PathLike) -> str:
+    """Where a result's data came from, read from the data (not from the settings' name): our synthetic writers'
+    manifest or marker, else the data set's real name (its first ``real_sources``), e.g. ``imagenet-val``."""
+    from ..data.synth_out import data_source as read_source
+
+    source = read_source(root)
+    real = get_dataset(dataset).real_sources
+    return real[0] if source == "real" and real else source
+
+
 def table_of(dataset: str) -> str:
     """The paper table a data set's results and MLflow runs are filed under."""
     return get_dataset(dataset).table

@@ -4,10 +4,10 @@ Model outputs in training mode and their loss (``TrainLoss``):
 
 - plain models: logits -> criterion(logits, target);
 - light models (``uniformer_xxs/xs``): (pooled logits, class-token logits) -> 0.5 x each (official recipe);
-- token-labelling models (``*_tl``): (logits, per-token logits, MixToken box). The per-token (dense) loss
-  needs the token-label maps of the official recipe, which this project does not ship; here only the
-  class logits are trained, against the class target mixed by MixToken's box area (as the official
-  TokenLabelCrossEntropy mixes its class term). The auxiliary head then receives no gradient.
+- token-labelling models (``*_tl``) with their auxiliary head: (logits, per-token logits, MixToken box), the class
+  logits trained against the target mixed by MixToken's box area (as the official TokenLabelCrossEntropy mixes
+  its class term). The per-token loss needs the official token-label maps, which cannot be read yet, so a recipe
+  trains these models without the auxiliary head and MixToken (``engine.recipe._without_token_labels``).
 
 Metrics are additive counts (``AccuracyCounter``) so they sum exactly over batches and processes;
 ``topk_correct`` matches torchmetrics' ``MulticlassAccuracy(top_k=k, average="micro")`` (tested), k larger

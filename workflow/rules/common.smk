@@ -23,13 +23,13 @@ REPO = Path(workflow.basedir)
 LOGS = Path("logs")
 TABLE_NAMES = sorted(TABLES)
 
-# Active settings (params.yaml: profile_name; override with --config profile_name=paper).
-PROFILE_NAME = config["profile_name"]
-if PROFILE_NAME not in config["profile"]:
-    raise ValueError(f"profile_name={PROFILE_NAME!r} is not defined in params.yaml 'profile'")
+# Active settings (params.yaml: settings; override with --config settings=paper).
+SETTINGS = config["settings"]
+if SETTINGS not in config["profiling"]:
+    raise ValueError(f"settings={SETTINGS!r} is not defined in params.yaml 'profiling'")
 for _t in TABLE_NAMES:
-    if PROFILE_NAME not in config["tables"].get(_t, {}):
-        raise ValueError(f"profile_name={PROFILE_NAME!r} is not defined in params.yaml 'tables.{_t}'")
+    if SETTINGS not in config["tables"].get(_t, {}):
+        raise ValueError(f"settings={SETTINGS!r} is not defined in params.yaml 'tables.{_t}'")
 
 # The commands read the configuration Snakemake merged (params.yaml + --configfile + --config), not params.yaml
 # behind the workflow's back: it is written once per content and named to them by $UNIFORMER_PARAMS.
@@ -86,7 +86,7 @@ def program(name):
 
 def units(step, table):
     """{unit: [command line, ...]} of `step` for `table` (uniformer.workflow.commands)."""
-    return W.commands(step, table, PROFILE_NAME, config)
+    return W.commands(step, table, SETTINGS, config)
 
 
 def shell_cmd(step, table, unit, index=-1):
@@ -95,11 +95,11 @@ def shell_cmd(step, table, unit, index=-1):
 
 
 def gpus(step, table):
-    return W.gpus(config, table, PROFILE_NAME, step)
+    return W.gpus(config, table, SETTINGS, step)
 
 
 def data_cfg(dataset):
-    return config["data"][dataset][PROFILE_NAME]
+    return config["data"][dataset][SETTINGS]
 
 
 def table_of_dataset(dataset):
@@ -107,7 +107,7 @@ def table_of_dataset(dataset):
 
 
 def check_file(dataset):
-    return str(W.check_file(dataset, PROFILE_NAME))
+    return str(W.check_file(dataset, SETTINGS))
 
 
 def trained(table):

@@ -32,7 +32,7 @@ rule check_data:
     input:
         synth_input,
     output:
-        "results/data/{dataset}/%s.check.txt" % PROFILE_NAME,
+        "results/data/{dataset}/%s.check.txt" % SETTINGS,
     params:
         cmd=lambda w: shell_cmd("data", table_of_dataset(w.dataset), w.dataset),
     threads: 2

@@ -9,17 +9,17 @@ rule eval:
         checkpoint=lambda w: W.eval_input(arg_of("eval", w.table, w.entry, "--checkpoint")),
         code=TRAINING_CODE,
     output:
-        metrics="results/eval/{table}/{entry}/%s/metrics.json" % PROFILE_NAME,
+        metrics="results/eval/{table}/{entry}/%s/metrics.json" % SETTINGS,
     params:
         cmd=lambda w: shell_cmd("eval", w.table, w.entry),
         # listed so that a change of the evaluation settings re-runs it
-        settings=lambda w: config["eval"][dataset_of("eval", w.table, w.entry)][PROFILE_NAME],
+        settings=lambda w: config["eval"][dataset_of("eval", w.table, w.entry)][SETTINGS],
     log:
         LOGS / "eval/{table}_{entry}.log",
     threads: threads_all()
     resources:
         mem_mb=8000,
-        runtime=lambda w: 10 if PROFILE_NAME == "smoke" else 12 * 60,
+        runtime=lambda w: 10 if SETTINGS == "smoke" else 12 * 60,
         gpu=lambda w: gpus("eval", w.table),
     shell:
         "{params.cmd} > {log} 2>&1"

@@ -6,18 +6,18 @@ rule profile:
         "uniformer/reference/paper_results.csv",
         code("models", "profiling", "tasks"),
     output:
-        json="results/profile/{table}/%s.json" % PROFILE_NAME,
+        json="results/profile/{table}/%s.json" % SETTINGS,
         md="reports/models_{table}.md",
         csv="reports/models_{table}.csv",
     params:
         cmd=lambda w: shell_cmd("profile", w.table, w.table),
-        settings=lambda w: config["profile"][PROFILE_NAME],  # listed so that a change re-runs profiling
+        settings=lambda w: config["profiling"][SETTINGS],  # listed so that a change re-runs profiling
     log:
         LOGS / "profile/{table}.log",
     threads: threads_all()
     resources:
         mem_mb=16000,
-        runtime=lambda w: 15 if PROFILE_NAME == "smoke" else 12 * 60,
+        runtime=lambda w: 15 if SETTINGS == "smoke" else 12 * 60,
         gpu=lambda w: gpus("profile", w.table),
     shell:
         "{params.cmd} > {log} 2>&1"

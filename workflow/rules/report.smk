@@ -3,8 +3,8 @@
 
 def table_results(table):
     """The result files a table is built from: its profile and the eval metrics of every evaluated entry."""
-    return ["results/profile/%s/%s.json" % (table, PROFILE_NAME)] + expand(
-        "results/eval/{table}/{entry}/%s/metrics.json" % PROFILE_NAME, table=table, entry=evaluated(table))
+    return ["results/profile/%s/%s.json" % (table, SETTINGS)] + expand(
+        "results/eval/{table}/{entry}/%s/metrics.json" % SETTINGS, table=table, entry=evaluated(table))
 
 
 rule report:
@@ -19,7 +19,7 @@ rule report:
         metrics="reports/{table}_metrics.json",
     params:
         cmd=lambda w: shell_cmd("report", w.table, w.table),
-        table=lambda w: config["tables"][w.table][PROFILE_NAME],  # listed so that a change re-builds the table
+        table=lambda w: config["tables"][w.table][SETTINGS],  # listed so that a change re-builds the table
     log:
         LOGS / "report/{table}.log",
     threads: 1
