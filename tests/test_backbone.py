@@ -10,25 +10,19 @@
 import pytest
 import timm
 import torch
-from conftest import DATA, load_manifest
+from conftest import DATA, assert_matches_manifest, load_manifest
 from golden_rule import apply_rule, golden_input
 from safetensors.torch import load_file
 
 from uniformer.models import (IMAGE_MODELS, VIDEO_MODELS, CheckpointError, GlobalBlock, build_dense, build_official,
                               load_into_dense_backbone, set_fused_attn)
-from uniformer.profiling.flops import count_flops, count_params
+from uniformer.profiling.flops import count_flops
 from uniformer.profiling.optimize import fold_batchnorm
 
 TINY = dict(depth=(1, 1, 2, 1))  # structure, not size, is under test
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread on the shared 2-core machine (see test_models_video.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def all_manifests():
@@ -39,12 +33,7 @@ def all_manifests():
 def test_build_official_matches_manifest(stem):
     ref = load_manifest(stem)
     model = build_official(stem)
-    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert set(ours) == set(ref["keys"]), (
-        f"missing {sorted(set(ref['keys']) - set(ours))[:5]}, extra {sorted(set(ours) - set(ref['keys']))[:5]}")
-    assert {k: s for k, s in ours.items() if ref["keys"][k] != s} == {}
-    assert len(ours) == ref["num_state_dict_entries"]
-    assert count_params(model) == ref["num_params"]
+    assert_matches_manifest(model, ref)
 
 
 def test_every_kind_of_manifest_is_covered():

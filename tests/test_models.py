@@ -9,7 +9,7 @@ import functools
 import pytest
 import timm
 import torch
-from conftest import DATA, image_manifests, load_manifest
+from conftest import DATA, assert_matches_manifest, image_manifests, load_manifest
 from golden_rule import apply_rule, golden_input
 from safetensors.torch import load_file
 
@@ -40,12 +40,7 @@ def test_every_image_model_has_a_manifest_and_golden():
 def test_state_dict_matches_official_manifest(manifest):
     ref = load_manifest(manifest)
     model = timm.create_model(manifest_model_name(manifest))
-    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert set(ours) == set(ref["keys"]), (
-        f"missing {sorted(set(ref['keys']) - set(ours))[:5]}, extra {sorted(set(ours) - set(ref['keys']))[:5]}")
-    assert {k: s for k, s in ours.items() if ref["keys"][k] != s} == {}
-    assert len(ours) == ref["num_state_dict_entries"]
-    assert count_params(model) == ref["num_params"]
+    assert_matches_manifest(model, ref)
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)

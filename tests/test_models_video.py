@@ -13,7 +13,7 @@ import functools
 import pytest
 import timm
 import torch
-from conftest import DATA, load_manifest
+from conftest import DATA, assert_matches_manifest, load_manifest
 from golden_rule import apply_rule, golden_input, rule_tensor
 from safetensors.torch import load_file
 from timm.models import get_pretrained_cfg
@@ -22,17 +22,10 @@ import uniformer  # noqa: F401  (registers the models)
 from uniformer import load_checkpoint
 from uniformer.models import VIDEO_MODELS, inflate_state_dict, set_fused_attn, video_entries
 from uniformer.models.video_catalog import VIDEO_TASKS
-from uniformer.profiling.flops import count_flops, count_params
+from uniformer.profiling.flops import count_flops
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 OpenMP threads wait on each other's barriers
-    whenever another job holds a core (measured: S forward 1.2 s with 2 threads vs 0.3 s with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def video_manifests():
@@ -81,12 +74,7 @@ def test_state_dict_matches_official_manifest(manifest):
     ref = load_manifest(manifest)
     name, kwargs = manifest_model(manifest)
     model = build(name, **kwargs)
-    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert set(ours) == set(ref["keys"]), (
-        f"missing {sorted(set(ref['keys']) - set(ours))[:5]}, extra {sorted(set(ours) - set(ref['keys']))[:5]}")
-    assert {k: s for k, s in ours.items() if ref["keys"][k] != s} == {}
-    assert len(ours) == ref["num_state_dict_entries"]
-    assert count_params(model) == ref["num_params"]
+    assert_matches_manifest(model, ref)
 
 
 # --- function: golden logits -------------------------------------------------------------------------
