@@ -96,7 +96,7 @@ def test_video_verdict_flags_a_total_that_does_not_follow():
 
 # --- config ---------------------------------------------------------------------------------------
 PARAMS = """settings: smoke
-profile:
+profiling:
   smoke:
     batch_sizes: [1, 32]
     warmup: 2

@@ -34,7 +34,7 @@ PARAMS = {
                                  "compile": False}}},
     "tables": {"toy": {"smoke": {"mode": "train", "train": ["toy_mlp.blobs"], "checkpoints": {},
                                  "tolerance": {"flops_pct": 3.5, "top1": 25.0},
-                                 "gate": {"top1_drop": 5.0, "efficiency_drop": 0.35}}}},
+                                 "gate": {"alpha": 0.01, "efficiency_drop": 0.35}}}},
 }
 STEPS = [
     ["tables", "--datasets"],
@@ -96,8 +96,8 @@ def test_toy_table_report_and_gate(toy_run):
     md = (work / "reports/toy.md").read_text()
     assert md.startswith("# Toy tabular classification: published vs measured")
     assert "| Model | Top-1 (%) pub. | meas. | Δ | Accuracy data | Verdict |" in md
-    assert f"| Toy MLP @8 | 100.00 | {top1:.2f} | {top1 - 100:+.2f} | toy-blobs | within tolerance (top1) |" in md
+    assert f"| Toy MLP @8 [hidden=32, in_features=8] | 100.00 | {top1:.2f} | {top1 - 100:+.2f} | toy-blobs | within tolerance (top1) |" in md
     (row,) = list(csv.DictReader((work / "reports/toy.csv").open()))
     assert row["entry"] == "toy_mlp.blobs" and float(row["top1"]) == pytest.approx(top1, rel=1e-5)
-    assert json.loads((work / "baseline.json").read_text())["top1"] == {"toy_mlp.blobs": top1}
+    assert json.loads((work / "baseline.json").read_text())["accuracy"]["toy_mlp.blobs"]["top1"] == top1
     assert "regression gate passed" in out

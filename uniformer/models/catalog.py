@@ -28,7 +28,7 @@ class Entry(TaggedEntry):
     @property
     def label(self) -> str:
         # the README prints S† / S +TL for both head dims: the re-trained head_dim-64 models say so, to tell rows apart
-        dim64 = " (head dim 64)" if self.row["model"].endswith("_dim64") else ""
+        dim64 = " (head dim 64)" if "_dim64" in self.model else ""
         tl = " +TL" if self.row.get("token_labeling") == "yes" else ""
         return f"{self.row['model_label']}{dim64}{tl} @{self.img_size}"
 
