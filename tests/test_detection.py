@@ -49,6 +49,11 @@ def test_official_layout_loads_strictly(config):
     assert sorted(own) == sorted(state_dict)
     assert all(own[k].shape == state_dict[k].shape for k in own)
     model.load_state_dict(state_dict, strict=True)
+    # parameter count = the official one + the background rows torchvision adds per stage
+    # (bbox_pred 4 x (1024 + 1), mask_fcn_logits 1 x (256 + 1))
+    stages = 3 if config.startswith("cascade_") else 1
+    official = json.loads((FULL / f"{config}.json").read_text())["num_params"]
+    assert sum(p.numel() for p in model.parameters()) == official + stages * (4 * 1025 + 257)
 
 
 @pytest.mark.parametrize("config", [c for c in DET_CONFIGS if c not in BUILT])
@@ -199,3 +204,32 @@ def test_cascade_averages_logits_and_masks(monkeypatch):
     expected = (torch.sigmoid(torch.tensor([0.0, 1.0, 2.0]))).mean()
     assert torch.allclose(result[0]["masks"], expected.expand(1, 1, 28, 28))
     assert result[0]["boxes"].tolist() == [[2.0, 2.0, 20.0, 20.0]]
+
+
+def test_mask_rcnn_end_to_end_on_synthetic_coco(tmp_path):
+    """Inference (converted random weights) -> pycocotools, and one training step, on a small synthetic COCO;
+    the input scale is shrunk to keep the test light."""
+    from uniformer.data.coco import CocoInstances
+    from uniformer.data.synth_coco import write_synthetic_coco
+    from uniformer.engine.coco_eval import evaluate_outputs
+    write_synthetic_coco(tmp_path / "coco", train_images=2, val_images=2, seed=0)
+    ds = CocoInstances(tmp_path / "coco", "val")
+    model = mask_rcnn("mask_rcnn_1x_xxs", num_classes=5)
+    model.transform.min_size, model.transform.max_size = (96,), 160
+    model.rpn._post_nms_top_n["testing"] = 50
+    model.roi_heads.score_thresh = 0.0  # random weights: keep whatever comes out
+    outputs = {}
+    with torch.no_grad():
+        for i in range(len(ds)):
+            image, target = ds[i]
+            out = model([image])[0]
+            assert out["masks"].shape[-2:] == image.shape[-2:] and set(out["masks"].unique().tolist()) <= {0.0, 1.0}
+            outputs[int(target["image_id"])] = out
+    stats = evaluate_outputs(ds.coco, outputs)
+    assert set(stats) == {"bbox", "segm"} and all(0.0 <= stats[t]["AP"] <= 1.0 for t in stats)
+    model.train()
+    image, target = CocoInstances(tmp_path / "coco", "train", skip_empty=True)[0]
+    target = {k: target[k] for k in ("boxes", "labels", "masks")}
+    losses = model([image], [target])
+    assert set(losses) >= {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
