@@ -145,6 +145,17 @@ def test_roi_align_is_aligned_with_adaptive_sampling():
     assert ref.item() == pytest.approx(2.0)
 
 
+def test_roi_level_mapping_is_mmdets():
+    """mmdet: level = floor(log2(sqrt(wh) / 56)) clamped to P2..P5; each level's map is filled with its index."""
+    sizes = (256, 128, 64, 32)  # a 1024-px image, so every box lies inside the maps
+    feats = {str(i): torch.full((1, 1, s, s), float(i)) for i, s in enumerate(sizes)}
+    pool = AlignedMultiScaleRoIAlign(list(feats), 1, sampling_ratio=0)
+    sides = [20.0, 111.0, 112.0, 223.0, 224.0, 448.0, 900.0]
+    boxes = torch.tensor([[0.0, 0.0, s, s] for s in sides])
+    out = pool(feats, [boxes], [(1024, 1024)]).flatten().tolist()
+    assert out == [0, 0, 1, 1, 2, 3, 3]
+
+
 def test_mask_paste_float_box_and_ge_threshold():
     """A 28x28 mask of ones in the float box [0.5, 0.5, 2.5, 2.5] on a 4x4 image: pixel centres 0.5 and 2.5 fall on
     the box edges, where bilinear sampling gives exactly 0.5 (kept by >= 0.5), 1.5 is inside, 3.5 outside."""

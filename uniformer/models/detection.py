@@ -149,11 +149,12 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
             self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
         rois = _convert_to_roi_format(boxes)
-        levels = self.map_levels(boxes) if len(feats) > 1 else torch.zeros(len(rois), dtype=torch.int64)
+        levels = self.map_levels(boxes) if len(feats) > 1 else rois.new_zeros(len(rois), dtype=torch.int64)
         out = feats[0].new_zeros((len(rois), feats[0].shape[1]) + tuple(self.output_size))
         for level, (feat, scale) in enumerate(zip(feats, self.scales)):
             idx = torch.where(levels == level)[0]
-            out[idx] = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio, aligned=True)
+            pooled = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio, aligned=True)
+            out[idx] = pooled.to(out.dtype)  # levels may differ in dtype under autocast
         return out
 
 
