@@ -1,7 +1,6 @@
 """COCO detection models: official checkpoints load strictly, and each mmdet protocol difference is pinned
 against a hand-computed case (reference dense_protocols.md §2-2.1)."""
 import argparse
-import functools
 import json
 import math
 
@@ -31,9 +30,18 @@ def fake_official(config: str, fill=None) -> dict:
     return {k: torch.randn(s, generator=g) if s else torch.tensor(1) for k, s in manifest_keys(config).items()}
 
 
-@functools.lru_cache(maxsize=None)
+_BUILT_KEYS = {}  # config -> {key: shape} of our model, filled by the strict-load test to avoid building twice
+
+
 def built_keys(config: str) -> dict:
-    return {k: tuple(v.shape) for k, v in convert.build_for(config).state_dict().items()}
+    if config not in _BUILT_KEYS:
+        _BUILT_KEYS[config] = {k: tuple(v.shape) for k, v in convert.build_for(config).state_dict().items()}
+    return _BUILT_KEYS[config]
+
+
+@pytest.fixture(scope="module")
+def xxs():
+    return mask_rcnn("mask_rcnn_1x_xxs")
 
 
 def test_every_det_manifest_is_here():
@@ -46,6 +54,7 @@ def test_official_layout_loads_strictly(config):
     model = convert.build_for(config)
     state_dict = convert.convert_checkpoint(fake_official(config), config)
     own = model.state_dict()
+    _BUILT_KEYS[config] = {k: tuple(v.shape) for k, v in own.items()}
     assert sorted(own) == sorted(state_dict)
     assert all(own[k].shape == state_dict[k].shape for k in own)
     model.load_state_dict(state_dict, strict=True)
@@ -82,6 +91,21 @@ def test_class_rows_move_background_first():
     assert out["roi_heads.mask_predictor.mask_fcn_logits.bias"][:3].tolist() == [0, 0, 1]
 
 
+def test_checkpoint_command_arguments():
+    from uniformer.commands import checkpoint
+    p = argparse.ArgumentParser()
+    checkpoint.add_arguments(p)
+    args = p.parse_args(["convert", "a.pth", "--config", "mask_rcnn_1x_xxs", "--out", "b.pth"])
+    assert (args.action, args.src, args.config, args.out) == ("convert", "a.pth", "mask_rcnn_1x_xxs", "b.pth")
+
+
+def test_converter_registry_takes_the_longest_prefix(monkeypatch):
+    monkeypatch.setitem(convert.CONVERTERS, "mask_rcnn_1x_", lambda sd, name: {"picked": torch.zeros(1)})
+    assert list(convert.convert_checkpoint({}, "mask_rcnn_1x_xxs")) == ["picked"]
+    with pytest.raises(KeyError, match="no converter registered"):
+        convert.convert_checkpoint({}, "no_such_config")
+
+
 def test_checkpoint_command_converts_and_refuses(tmp_path, capsys):
     from uniformer.commands import checkpoint
     src, dst = tmp_path / "official.pth", tmp_path / "ours.pth"
@@ -111,9 +135,8 @@ def test_resize_rounds_like_mmcv():
     assert mmcv_rescale_size(100, 1000) == (133, 1333)  # long side bound: factor 1.333
 
 
-def test_resize_in_the_model():
-    model = mask_rcnn("mask_rcnn_1x_xxs")
-    image, _ = model.transform.resize(torch.zeros(3, 480, 640))
+def test_resize_in_the_model(xxs):
+    image, _ = xxs.transform.resize(torch.zeros(3, 480, 640))
     assert tuple(image.shape[-2:]) == (800, 1067)
 
 
@@ -166,9 +189,8 @@ def test_mask_paste_float_box_and_ge_threshold():
     assert binary[0, 0, 1].tolist() == [1, 1, 1, 0] and binary[0, 0, 0].tolist() == [0, 1, 0, 0]
 
 
-def test_test_cfg_thresholds():
-    model = mask_rcnn("mask_rcnn_1x_xxs")
-    heads, rpn = model.roi_heads, model.rpn
+def test_test_cfg_thresholds(xxs):
+    heads, rpn = xxs.roi_heads, xxs.rpn
     assert (heads.score_thresh, heads.nms_thresh, heads.detections_per_img) == (0.05, 0.5, 100)
     assert (rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"], rpn.nms_thresh) == (1000, 1000, 0.7)
     assert heads.box_roi_pool.sampling_ratio == 0 and heads.mask_roi_pool.output_size == (14, 14)
