@@ -14,7 +14,7 @@ from uniformer.models.detection import (AlignedMultiScaleRoIAlign, FixedStrideAn
                                         mask_rcnn, mmcv_rescale_size, paste_masks_float)
 
 FULL = DATA / "full_manifests"
-DET_CONFIGS = sorted(p.stem for p in FULL.glob("*.json"))
+DET_CONFIGS = sorted(p.stem for p in FULL.glob("*.json") if p.stem.startswith(("mask_rcnn_", "cascade_")))
 BUILT = ("mask_rcnn_1x_xxs", "mask_rcnn_1x_xs", "mask_rcnn_1x_hybrid_small", "cascade_mask_rcnn_3x_ms_hybrid_small")
 
 
@@ -266,3 +266,20 @@ def test_mask_rcnn_end_to_end_on_synthetic_coco(tmp_path):
     losses = model([image], [target])
     assert set(losses) >= {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     sum(losses.values()).backward()
+
+
+def test_renames_match_the_reference_keymap():
+    """Every example pair of the reference mmdet -> torchvision keymap, and its row transform."""
+    import re
+    ref = json.loads((FULL / "mmdet_maskrcnn_to_torchvision_keymap.json").read_text())
+    shapes = manifest_keys("mask_rcnn_1x_hybrid_small")
+    official = {k: torch.arange(math.prod(shapes[k]), dtype=torch.float32).reshape(shapes[k])
+                for k in ref["example_key_pairs"]}
+    ours = convert.convert_checkpoint(official, "mask_rcnn_1x_hybrid_small")
+    expected = {"copy": lambda v: v, "move_last_row_first": lambda v: torch.cat([v[-1:], v[:-1]]),
+                "prepend_4_zero_rows": lambda v: torch.cat([torch.zeros((4,) + v.shape[1:]), v]),
+                "prepend_1_zero_row": lambda v: torch.cat([torch.zeros((1,) + v.shape[1:]), v])}
+    for src, dst in ref["example_key_pairs"].items():
+        kind = next(t for pattern, t in ref["transforms"].items() if re.match(pattern, src))
+        assert torch.equal(ours[dst], expected[kind](official[src])), (src, dst, kind)
+    assert len(ours) == len(ref["example_key_pairs"])
