@@ -151,6 +151,7 @@ def test_anchors_unrounded_with_fixed_strides():
     sizes = [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)]
     feats = [torch.zeros(1, 1, h, w) for h, w in sizes]
     anchors = gen(ImageList(torch.zeros(1, 3, 800, 1216), [(800, 1200)]), feats)[0]
+    assert torch.allclose(anchors[0], base[0])  # cell (0, 0) of P2, ratio 0.5: the unrounded base anchor
     p6 = anchors[-13 * 19 * 3:]
     assert p6[19 * 3 + 1].tolist() == [-256, 64 - 256, 256, 64 + 256]  # row 1, col 0, ratio 1
     assert p6[3 + 1].tolist() == [64 - 256, -256, 64 + 256, 256]  # row 0, col 1
