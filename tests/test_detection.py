@@ -140,6 +140,17 @@ def test_resize_in_the_model(xxs):
     assert tuple(image.shape[-2:]) == (800, 1067)
 
 
+def test_resize_before_normalising_on_the_uint8_grid():
+    """A 2x2 image [[0, 1], [0, 1]] / 255 resized to 4x4: bilinear columns 0, .25, .75, 1 (/255) are uint8 values
+    0, 0, 1, 1 after mmcv's uint8 resize; then normalised. The batch keeps that order in eval."""
+    from uniformer.models.detection import MMDetTransform
+    t = MMDetTransform(4, 4, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]).eval()
+    image = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).expand(3, 2, 2) / 255
+    batch, _ = t([image])
+    expected = (torch.tensor([0.0, 0.0, 1.0, 1.0]) / 255 - 0.5) / 0.25
+    assert torch.allclose(batch.tensors[0, 0, 0, :4], expected) and batch.image_sizes == [(4, 4)]
+
+
 def test_anchors_unrounded_with_fixed_strides():
     gen = FixedStrideAnchorGenerator()
     base = gen.generate_anchors([32], [0.5, 1.0, 2.0])

@@ -4,7 +4,8 @@ The official models are mmdet 2.11 configs; torchvision's ``MaskRCNN`` computes 
 points where its test-time protocol differs from mmdet's (reference dense_protocols.md §2.1) are replaced
 here, each by one small function or subclass:
 
-* ``mmcv_rescale_size`` / ``MMDetTransform.resize``: keep-ratio (1333, 800) with mmcv's rounding;
+* ``mmcv_rescale_size`` / ``MMDetTransform``: keep-ratio (1333, 800) with mmcv's rounding, resize of the
+  uint8-valued image before normalisation;
 * ``FixedStrideAnchorGenerator``: fixed strides 4..64 and unrounded base anchors;
 * ``AlignedMultiScaleRoIAlign``: RoIAlign ``aligned=True`` with adaptive sampling (``sampling_ratio=0``);
 * ``paste_masks_float``: float-box grid-sample paste, binarised with ``>= 0.5``;
@@ -91,7 +92,12 @@ def paste_masks_float(masks: torch.Tensor, boxes: torch.Tensor, img_hw: Tuple[in
 
 
 class MMDetTransform(GeneralizedRCNNTransform):
-    """Test-time resize with mmcv's rounding, and mmdet's mask paste; training is torchvision's."""
+    """Test time as mmdet: resize with mmcv's rounding *before* normalising, the resized image kept on the
+    uint8 grid (mmcv resizes the uint8 image; inputs are 0-1 floats of uint8 images), and mmdet's mask paste.
+    Training is torchvision's."""
+
+    def normalize(self, image):
+        return super().normalize(image) if self.training else image  # eval: normalised in resize()
 
     def resize(self, image, target=None):
         if self.training:
@@ -99,9 +105,10 @@ class MMDetTransform(GeneralizedRCNNTransform):
         h, w = image.shape[-2:]
         size = mmcv_rescale_size(h, w, (self.max_size, self.min_size[-1]))
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        image = (image * 255).round().clamp(0, 255) / 255
         if target is not None and "boxes" in target:
             target["boxes"] = resize_boxes(target["boxes"], (h, w), size)
-        return image, target
+        return super().normalize(image), target
 
     def postprocess(self, result, image_shapes, original_image_sizes):
         if self.training:
