@@ -32,7 +32,7 @@ def list_pairs(root: os.PathLike, split: str) -> List[Tuple[Path, Path]]:
 def read_image(path: os.PathLike) -> np.ndarray:
     """RGB uint8 (H, W, 3)."""
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 def read_annotation(path: os.PathLike) -> np.ndarray:
@@ -40,7 +40,7 @@ def read_annotation(path: os.PathLike) -> np.ndarray:
     with Image.open(path) as im:
         if im.mode not in ("P", "L"):
             raise ValueError(f"{path}: annotation mode {im.mode}, expected an indexed (P) or grey (L) PNG")
-        return np.asarray(im)
+        return np.array(im)
 
 
 class ADE20K:

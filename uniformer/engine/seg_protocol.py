@@ -29,9 +29,10 @@ def align_size(h: int, w: int, divisor: int = 32) -> Tuple[int, int]:
     return int(math.ceil(h / divisor)) * divisor, int(math.ceil(w / divisor)) * divisor
 
 
-def input_size(h: int, w: int, ratio: float = 1.0, align: bool = False) -> Tuple[int, int]:
+def input_size(h: int, w: int, ratio: float = 1.0, align: bool = False,
+               img_scale: Tuple[int, int] = IMG_SCALE) -> Tuple[int, int]:
     """Network input size of an (h, w) image at one multi-scale ratio: scale (int(2048 r), int(512 r))."""
-    size = rescale_size(h, w, (int(IMG_SCALE[0] * ratio), int(IMG_SCALE[1] * ratio)))
+    size = rescale_size(h, w, (int(img_scale[0] * ratio), int(img_scale[1] * ratio)))
     return align_size(*size) if align else size
 
 
@@ -67,14 +68,15 @@ def whole_probs(model, x: torch.Tensor, out_size: Tuple[int, int], flip: bool = 
 
 @torch.no_grad()
 def predict(model, img: np.ndarray, ratios: Sequence[float] = (1.0,), flip: bool = False,
-            align: bool = False) -> np.ndarray:
+            align: bool = False, img_scale: Tuple[int, int] = IMG_SCALE) -> np.ndarray:
     """Label map (H, W) of an RGB uint8 image at its original size: the mean softmax over ``ratios`` (x flips),
     then argmax. Single scale: ``ratios=(1.0,)``; the published MS+flip: ``MS_RATIOS, flip=True``.
-    ``align``: Semantic FPN's resize to a multiple of 32."""
+    ``align``: Semantic FPN's resize to a multiple of 32. ``img_scale``: the published (2048, 512) unless a smoke
+    run wants small inputs."""
     h, w = img.shape[:2]
     total, n = None, 0
     for ratio in ratios:
-        x = normalize(resize_uint8(img, input_size(h, w, ratio, align)))
+        x = normalize(resize_uint8(img, input_size(h, w, ratio, align, img_scale)))
         for f in ((False, True) if flip else (False,)):
             p = whole_probs(model, x, (h, w), flip=f)
             total, n = (p if total is None else total + p), n + 1
