@@ -7,6 +7,8 @@ sampling, multi-view clips, ``VideoDataset``), ``video_augment`` (the official c
 ``kinetics`` and ``something`` (the Kinetics-400/600 and Something-Something V1/V2 list formats),
 ``synth_video`` (synthetic sets in those formats), ``check_video`` (validate a video set); ``synth_out`` (the
 synthetic writers' output folder; ``data_source``: synthetic or real), ``timm_fixes`` (timm ops under the pinned Pillow); ``command`` (the
-``uniformer data`` subcommand). Nothing is imported here so
+``uniformer data`` subcommand); dense: ``ade20k`` / ``synth_ade20k`` / ``check_ade20k`` (ADE20K layout, synthetic
+set, checks) and ``coco_pose`` / ``synth_coco_pose`` / ``check_coco_pose`` (COCO keypoints + person boxes).
+Nothing is imported here so
 ``uniformer data check`` stays light.
 """

@@ -10,4 +10,8 @@ One concept per module:
 - ``train``         ``uniformer train <table>``;
 - ``evaluate``      ``uniformer eval <table>``;
 - ``loader_bench``  data-loader throughput (decode + training augmentation).
+- ``seg_protocol`` / ``seg_metrics``   the published ADE20K test (resize, whole inference, MS+flip) and
+                    aAcc / mIoU / mAcc from one confusion matrix;
+- ``pose_protocol`` / ``pose_metrics`` the published COCO top-down test (crops, flip, decoding, OKS-NMS) and
+                    keypoint AP (pycocotools).
 """
