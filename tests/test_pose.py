@@ -121,3 +121,10 @@ def test_smoke_top_down_on_synthetic_coco(tmp_path):
                        np.array([r["area"] for r in mine]))
         kept += [{k: v for k, v in mine[i].items() if k not in ("kp", "area")} for i in keep]
     assert kept and 0 <= keypoint_ap(ann_file(tmp_path, "val"), kept)["AP"] <= 1
+
+
+def test_joints_mse_loss_masks_invisible_joints():
+    from uniformer.models.pose import joints_mse_loss
+
+    pred, target = torch.zeros(1, 2, 1, 2), torch.ones(1, 2, 1, 2)
+    assert joints_mse_loss(pred, target, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.5)  # (1+1+0+0)/4

@@ -129,3 +129,12 @@ def test_smoke_fpn_xxs_on_synthetic_ade20k(tmp_path):
         cm.add(pred, label)
     assert cm.mat.sum() == sum(int((lab != 255).sum()) for _, lab in ADE20K(tmp_path, "val"))
     assert 0 <= cm.summary()["aAcc"] <= 100
+
+
+def test_loss_counts_ignored_pixels_in_the_mean_and_weights_aux():
+    from uniformer.models.segmentation import segmentation_loss
+
+    logits = torch.zeros(1, 2, 1, 2)  # uniform over 2 classes: CE = log 2 per labelled pixel
+    label = torch.tensor([[[0, 255]]])
+    assert segmentation_loss({"decode": logits}, label).item() == pytest.approx(np.log(2) / 2)
+    assert segmentation_loss({"decode": logits, "aux": logits}, label).item() == pytest.approx(1.4 * np.log(2) / 2)

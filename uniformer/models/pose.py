@@ -8,6 +8,7 @@ from typing import Dict
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .variants import build_official
 
@@ -49,6 +50,13 @@ class TopDown(nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.keypoint_head(self.backbone(img)[-1])
+
+
+def joints_mse_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """mmpose JointsMSELoss(use_target_weight=True): mean squared error of weight-masked heatmaps, averaged
+    per joint then over joints (no 0.5 factor)."""
+    w = weight.reshape(*weight.shape[:2], 1, 1)
+    return F.mse_loss(heatmaps * w, target * w)
 
 
 def pose_input_size(config_name: str):

@@ -166,6 +166,21 @@ class Segmentor(nn.Module):
         return out
 
 
+AUX_WEIGHT = 0.4  # the official configs' auxiliary FCNHead loss weight
+
+
+def segmentation_loss(out: Dict[str, torch.Tensor], label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Training loss of ``Segmentor.forward_train``: each head's logits bilinearly resized to the label size,
+    cross-entropy averaged over ALL pixels (ignored ones count as 0: mmseg 0.13 had no ``avg_non_ignore``),
+    auxiliary x 0.4."""
+    loss = 0.0
+    for name, logits in out.items():
+        ce = F.cross_entropy(resize(logits, label.shape[-2:]), label.long(), ignore_index=ignore_index,
+                             reduction="none").mean()
+        loss = loss + (AUX_WEIGHT if name == "aux" else 1.0) * ce
+    return loss
+
+
 # --- builders by official config name ----------------------------------------------------------------------
 _NAME = re.compile(r"^(upernet|fpn)_(?:(global|hybrid)_(small|base)|(xxs|xs))(?:__test_config_(g|h32|w32))?$")
 SEG_CONFIGS = tuple(
