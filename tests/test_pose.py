@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from uniformer.engine.pose_protocol import (FLIP_PAIRS, box_to_center_scale, crop_matrix, decode, flip_back,
+from uniformer.engine.pose_protocol import (FLIP_PAIRS, box_to_center_scale, crop_keypoints, crop_matrix, decode,
+                                            flip_back,
                                             flip_test, gaussian_target, max_preds, oks, oks_nms, refine_quarter,
                                             rescore, to_image, warp_crop)
 from uniformer.models.pose import TopDownSimpleHead, pose_input_size
@@ -25,6 +26,8 @@ def test_crop_matrix_maps_box_centre_to_crop_centre():
     img[4, 6] = 200
     crop = warp_crop(img, np.array([[1.0, 0, -5], [0, 1, -3]]), (4, 3))  # shift by (-5, -3): pixel -> (1, 1)
     assert crop[1, 1, 0] == 200 and crop.sum() == 600
+    kp = crop_keypoints(np.array([[100.0, 50, 2], [0, 0, 0]]), m)
+    assert kp.tolist() == [[96, 128, 2], [-4, 78, 0]]  # the box centre lands on the crop centre (96, 128)
 
 
 def test_gaussian_target():

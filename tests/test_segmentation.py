@@ -138,3 +138,27 @@ def test_loss_counts_ignored_pixels_in_the_mean_and_weights_aux():
     label = torch.tensor([[[0, 255]]])
     assert segmentation_loss({"decode": logits}, label).item() == pytest.approx(np.log(2) / 2)
     assert segmentation_loss({"decode": logits, "aux": logits}, label).item() == pytest.approx(1.4 * np.log(2) / 2)
+
+
+class Recorder(torch.nn.Module):
+    """Records the network input sizes; constant logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[2:]))
+        return torch.zeros(x.shape[0], 2, *x.shape[2:])
+
+
+def test_predict_feeds_the_published_input_sizes():
+    img = np.zeros((480, 640, 3), np.uint8)
+    rec = Recorder()
+    assert predict(rec, img).shape == (480, 640) and rec.sizes == [(512, 683)]  # UperNet: no alignment
+    rec = Recorder()
+    predict(rec, img, align=True)
+    assert rec.sizes == [(512, 704)]  # Semantic FPN
+    rec = Recorder()
+    predict(rec, img, ratios=(0.5, 1.0), flip=True)
+    assert rec.sizes == [(256, 341), (256, 341), (512, 683), (512, 683)]

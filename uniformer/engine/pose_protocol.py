@@ -51,6 +51,13 @@ def warp_crop(img: np.ndarray, matrix: np.ndarray, image_size: Tuple[int, int]) 
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def crop_keypoints(keypoints: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(K, 3) image keypoints -> crop coordinates by the crop's affine map (the visibility column is kept)."""
+    out = np.asarray(keypoints, np.float64).copy()
+    out[:, :2] = out[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    return out
+
+
 def gaussian_target(joints: np.ndarray, visible: np.ndarray, image_size, heatmap_size, sigma: float = 2.0):
     """MSRA heatmaps (K, H, W) and weights (K,): a Gaussian at the joint's heatmap cell (rounded half up, then
     truncated toward zero as int() does), cut to a (6 sigma + 1) square; joints whose square misses the map get

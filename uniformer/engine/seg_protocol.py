@@ -76,7 +76,11 @@ def predict(model, img: np.ndarray, ratios: Sequence[float] = (1.0,), flip: bool
     h, w = img.shape[:2]
     total, n = None, 0
     for ratio in ratios:
-        x = normalize(resize_uint8(img, input_size(h, w, ratio, align, img_scale)))
+        size = input_size(h, w, ratio, False, img_scale)
+        scaled = resize_uint8(img, size)
+        if align:  # AlignResize resizes the rescaled image a second time (not the original once)
+            scaled = resize_uint8(scaled, align_size(*size))
+        x = normalize(scaled)
         for f in ((False, True) if flip else (False,)):
             p = whole_probs(model, x, (h, w), flip=f)
             total, n = (p if total is None else total + p), n + 1
