@@ -75,3 +75,10 @@ def test_checker_ok_then_names_each_problem(synth, tmp_path):
     with pytest.raises(FileNotFoundError):
         list_pairs(bad, "train")
     assert not check_ade20k(tmp_path / "nothing").ok
+
+
+def test_checker_names_truncated_image(tmp_path):
+    write_synthetic_ade20k(tmp_path, classes=3, train=1, val=1, size=32, seed=0)
+    img = tmp_path / "images" / "validation" / "ADE_val_00000001.jpg"
+    img.write_bytes(img.read_bytes()[:200])
+    assert [p.kind for p in check_ade20k(tmp_path).problems] == ["unreadable"]

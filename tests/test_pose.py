@@ -97,33 +97,16 @@ def test_head_upsamples_stride_32_to_stride_4():
 
 def test_smoke_top_down_on_synthetic_coco(tmp_path):
     """Reader -> crop -> model with flip test -> decode -> rescoring + OKS-NMS -> keypoint AP, end to end."""
-    from uniformer.data.coco_pose import ann_file, load_instances
     from uniformer.data.synth_coco_pose import write_synthetic_coco_pose
-    from uniformer.data.ade20k import read_image
-    from uniformer.engine.pose_metrics import keypoint_ap
-    from uniformer.engine.pose_protocol import MEAN, STD
+    from uniformer.engine.pose_eval import evaluate_coco_pose, predict_keypoints
     from uniformer.models.pose import build_pose_model
 
     write_synthetic_coco_pose(tmp_path, train=0, val=2, size=64, seed=0)
-    size = (64, 64)  # (w, h): small crops for a CPU test; the published ones are 192x256 ...
     model = build_pose_model("top_down_256x192_global_small").eval()
-    results = []
-    for inst in load_instances(tmp_path, "val", image_size=size):
-        crop = warp_crop(read_image(inst.image), crop_matrix(inst.center, inst.scale, size), size)
-        x = (torch.from_numpy(crop).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN)[:, None, None]) \
-            / torch.tensor(STD)[:, None, None]
-        hm = flip_test(model, x[None]).numpy()
-        kp, sc = decode(hm, inst.center[None], inst.scale[None])
-        results.append({"image_id": inst.image_id, "category_id": 1, "score": rescore(inst.score, sc[0, :, 0]),
-                        "keypoints": np.concatenate([kp[0], sc[0]], -1).ravel().tolist(),
-                        "area": float(np.prod(inst.scale * 200)), "kp": np.concatenate([kp[0], sc[0]], -1)})
-    kept = []
-    for image_id in {r["image_id"] for r in results}:
-        mine = [r for r in results if r["image_id"] == image_id]
-        keep = oks_nms(np.stack([r["kp"] for r in mine]), np.array([r["score"] for r in mine]),
-                       np.array([r["area"] for r in mine]))
-        kept += [{k: v for k, v in mine[i].items() if k not in ("kp", "area")} for i in keep]
-    assert kept and 0 <= keypoint_ap(ann_file(tmp_path, "val"), kept)["AP"] <= 1
+    size = (64, 64)  # (w, h): small crops for a CPU test; the published ones are 192x256 ...
+    results = predict_keypoints(model, tmp_path, size)
+    assert results and all(len(r["keypoints"]) == 51 for r in results)
+    assert 0 <= evaluate_coco_pose(model, tmp_path, size, flip=False)["AP"] <= 1
 
 
 def test_joints_mse_loss_masks_invisible_joints():

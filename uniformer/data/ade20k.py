@@ -8,6 +8,8 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
+from .images import open_image
+
 SPLITS = {"train": "training", "val": "validation"}
 NUM_CLASSES = 150
 
@@ -30,9 +32,8 @@ def list_pairs(root: os.PathLike, split: str) -> List[Tuple[Path, Path]]:
 
 
 def read_image(path: os.PathLike) -> np.ndarray:
-    """RGB uint8 (H, W, 3)."""
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only arrays)
+    """RGB uint8 (H, W, 3), strictly decoded (a truncated file raises ``BadImageError``); a writable copy."""
+    return np.array(open_image(path))
 
 
 def read_annotation(path: os.PathLike) -> np.ndarray:

@@ -12,17 +12,16 @@ from PIL import Image
 
 from .ade20k import NUM_CLASSES, SPLITS
 from .check import Report
+from .images import BadImageError, open_image
 
 EXPECTED = "ROOT/images/{training,validation}/*.jpg + ROOT/annotations/{training,validation}/*.png"
 
 
 def _check_pair(report: Report, img: Path, ann: Path) -> None:
     try:
-        with Image.open(img) as im:
-            im.load()
-            img_size = im.size
-    except Exception as e:  # any decoder error is a bad file
-        report.add(img, "unreadable", f"cannot decode image ({e})")
+        img_size = open_image(img).size  # strict: truncated files too
+    except BadImageError as e:
+        report.add(img, "unreadable", str(e).removeprefix(f"{img}: "))
         return
     try:
         with Image.open(ann) as a:

@@ -51,6 +51,12 @@ def warp_crop(img: np.ndarray, matrix: np.ndarray, image_size: Tuple[int, int]) 
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def normalize_crop(crop: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) RGB uint8 -> (3, H, W): ToTensor (/255), then ImageNet mean / std."""
+    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
+    return (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+
+
 def crop_keypoints(keypoints: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """(K, 3) image keypoints -> crop coordinates by the crop's affine map (the visibility column is kept)."""
     out = np.asarray(keypoints, np.float64).copy()
