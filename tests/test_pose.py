@@ -37,6 +37,8 @@ def test_gaussian_target():
     assert t[0, 2, 3] == 1 and t[0, 2, 4] == pytest.approx(np.exp(-1 / 8))
     assert t[0, 2, 10] == 0 and t[0, 2, 9] == pytest.approx(np.exp(-36 / 8))  # cut at 3 sigma = 6 cells
     assert w.tolist() == [1, 0, 0] and not t[1].any() and not t[2].any()  # off the map; invisible
+    t, _ = gaussian_target(np.array([[-3.0, 8.0]]), np.array([2]), (48, 64), (12, 16))
+    assert t[0, 2, 0] == 1  # -3/4 + 0.5 = -0.25 truncates to 0 (int(), not floor)
 
 
 def test_flip_back_swaps_pairs_mirrors_and_shifts_one_column():
