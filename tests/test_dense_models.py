@@ -29,7 +29,8 @@ def build(name: str, device: str = "cpu"):
 
 
 def convert(sd, name):
-    return (convert_segmentation_checkpoint if name.startswith(("upernet", "fpn")) else convert_pose_checkpoint)(sd, name)
+    seg = name.startswith(("upernet", "fpn"))
+    return (convert_segmentation_checkpoint if seg else convert_pose_checkpoint)(sd, name)
 
 
 def test_every_manifest_has_a_builder():
@@ -45,7 +46,8 @@ def test_keys_and_shapes_equal_manifest_and_random_checkpoint_loads_strictly(nam
     assert ours == man["keys"]
     assert len(ours) == man["num_state_dict_entries"]
     # head modules in the official order (the order mmcv writes them)
-    assert [k for k in ours if not k.startswith("backbone.")] == [k for k in man["keys"] if not k.startswith("backbone.")]
+    heads = [k for k in man["keys"] if not k.startswith("backbone.")]
+    assert [k for k in ours if not k.startswith("backbone.")] == heads
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == man["num_params"]
     ckpt = {"state_dict": {"module." + k: torch.empty(s, device="meta") for k, s in man["keys"].items()}}
@@ -68,7 +70,8 @@ def test_real_random_checkpoint_loads_and_runs(name, size, out):
 
 
 def test_pose_converter_renames_mmpose1_head():
-    sd = convert_pose_checkpoint({"head.final_layer.bias": 1, "backbone.norm4.weight": 2}, "top_down_256x192_global_small")
+    sd = convert_pose_checkpoint({"head.final_layer.bias": 1, "backbone.norm4.weight": 2},
+                                 "top_down_256x192_global_small")
     assert sd == {"keypoint_head.final_layer.bias": 1, "backbone.norm4.weight": 2}
     with pytest.raises(KeyError):
         convert_segmentation_checkpoint({}, "upernet_tiny")

@@ -36,7 +36,8 @@ def _check_pair(report: Report, img: Path, ann: Path) -> None:
         report.add(ann, "unreadable", f"cannot decode annotation ({e})")
         return
     if ann_size != img_size:
-        report.add(ann, "size_mismatch", f"annotation {ann_size[0]}x{ann_size[1]} but image {img_size[0]}x{img_size[1]}")
+        report.add(ann, "size_mismatch",
+                   f"annotation {ann_size[0]}x{ann_size[1]} but image {img_size[0]}x{img_size[1]}")
     if labels.size and int(labels.max()) > NUM_CLASSES:
         report.add(ann, "label_out_of_range", f"label {int(labels.max())} outside 0..{NUM_CLASSES}")
 
