@@ -3,6 +3,7 @@ against a hand-computed case (reference dense_protocols.md §2-2.1)."""
 import argparse
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +298,15 @@ def test_renames_match_the_reference_keymap():
         kind = next(t for pattern, t in ref["transforms"].items() if re.match(pattern, src))
         assert torch.equal(ours[dst], expected[kind](official[src])), (src, dst, kind)
     assert len(ours) == len(ref["example_key_pairs"])
+
+
+def test_every_official_dense_config_has_a_converter_and_builder():
+    """`uniformer checkpoint convert SRC --config NAME` knows every official det / seg / pose experiment."""
+    from uniformer.models.convert import BUILDERS, CONVERTERS, _prefix
+
+    names = sorted(p.stem for p in (Path(__file__).parent / "data/full_manifests").glob("*.json")
+                   if not p.stem.startswith("mmdet_"))
+    assert len(names) == 36
+    for name in names:
+        prefix = _prefix(name)
+        assert prefix in CONVERTERS and prefix in BUILDERS, name

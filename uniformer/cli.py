@@ -18,6 +18,8 @@ COMMANDS = {
     "train": ("uniformer.engine.train", "train a model on a table's dataset (smoke or paper profile)"),
     "eval": ("uniformer.engine.evaluate", "evaluate our or an official checkpoint"),
     "stage": ("uniformer.commands.stage", "run one pipeline stage for every item of a table (what dvc.yaml calls)"),
+    "checkpoint": ("uniformer.commands.checkpoint", "convert an official dense checkpoint (mmdet / mmseg / mmpose) "
+                                                    "to ours and load it strictly"),
     "workflow": ("uniformer.commands.workflow", "print the dvc.yaml generated from the table registry"),
     "report": ("uniformer.commands.report", "regenerate a paper table (md, csv, tex, figure) from the results"),
     "check": ("uniformer.commands.check", "regression gate: latest smoke results vs a committed baseline"),

@@ -8,5 +8,10 @@ One concept per module:
 - ``recipe``        resolved config (params.yaml + per-model blocks + overrides) -> optimizer, LR schedule,
                     EMA, all from timm's factories;
 - ``train``         ``uniformer train <dataset>``;
-- ``evaluate``      ``uniformer eval <dataset>``.
+- ``evaluate``      ``uniformer eval <dataset>``;
+- ``coco_eval``     COCO bbox / segm AP with pycocotools;
+- ``seg_protocol`` / ``seg_metrics`` / ``seg_eval``   the published ADE20K test (resize, whole inference, MS+flip)
+                    and aAcc / mIoU / mAcc from one confusion matrix;
+- ``pose_protocol`` / ``pose_metrics`` / ``pose_eval`` the published COCO top-down test (crops, flip, decoding,
+                    OKS-NMS) and keypoint AP (pycocotools).
 """

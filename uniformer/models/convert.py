@@ -126,3 +126,29 @@ def _build_detector(config_name: str) -> torch.nn.Module:
 
 register("mask_rcnn_", convert_mask_rcnn, _build_detector)
 register("cascade_mask_rcnn_", convert_cascade, _build_detector)
+
+
+# lazy imports: building a detector should not import the segmentation and pose modules, and vice versa
+def _seg_convert(state_dict: StateDict, config_name: str) -> StateDict:
+    from .segmentation import convert_segmentation_checkpoint
+    return convert_segmentation_checkpoint(state_dict, config_name)
+
+
+def _seg_build(config_name: str) -> torch.nn.Module:
+    from .segmentation import build_segmentor
+    return build_segmentor(config_name)
+
+
+def _pose_convert(state_dict: StateDict, config_name: str) -> StateDict:
+    from .pose import convert_pose_checkpoint
+    return convert_pose_checkpoint(state_dict, config_name)
+
+
+def _pose_build(config_name: str) -> torch.nn.Module:
+    from .pose import build_pose_model
+    return build_pose_model(config_name)
+
+
+register("upernet_", _seg_convert, _seg_build)
+register("fpn_", _seg_convert, _seg_build)
+register("top_down_", _pose_convert, _pose_build)

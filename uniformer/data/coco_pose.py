@@ -1,0 +1,58 @@
+"""COCO keypoints as the published top-down test reads it: ``annotations/person_keypoints_{train,val}2017.json``,
+images in ``{train,val}2017/``, and a person-detection results file (``[{image_id, category_id, bbox, score}]``,
+the published one ``person_detection_results/COCO_val2017_detections_AP_H_56_person.json``). Each instance is a
+person box turned into a crop (``engine.pose_protocol.box_to_center_scale``)."""
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+             "right_knee", "left_ankle", "right_ankle")
+SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9), (8, 10),
+            (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))  # 1-based, as in the COCO file
+DET_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+
+
+def ann_file(root: os.PathLike, split: str) -> Path:
+    return Path(root) / "annotations" / f"person_keypoints_{split}2017.json"
+
+
+@dataclass
+class Instance:
+    image_id: int
+    image: Path
+    center: np.ndarray
+    scale: np.ndarray
+    score: float  # box score (1 for ground-truth boxes)
+    keypoints: Optional[np.ndarray] = None  # (17, 3) x, y, visibility for ground-truth instances
+
+
+def load_instances(root: os.PathLike, split: str = "val", image_size=(192, 256), det_file: Optional[str] = DET_FILE,
+                   det_bbox_thr: float = 0.0) -> List[Instance]:
+    """Crops of a split: from the detection results (the published test, every person box with score >=
+    ``det_bbox_thr``) or, with ``det_file=None``, from the ground-truth boxes of annotated people (training)."""
+    from ..engine.pose_protocol import box_to_center_scale
+
+    root = Path(root)
+    coco = json.loads(ann_file(root, split).read_text())
+    images = {im["id"]: root / f"{split}2017" / im["file_name"] for im in coco["images"]}
+    out = []
+    if det_file is not None:
+        for det in json.loads((root / det_file).read_text()):
+            if det["category_id"] != 1 or det["score"] < det_bbox_thr:
+                continue
+            c, s = box_to_center_scale(det["bbox"], image_size)
+            out.append(Instance(det["image_id"], images[det["image_id"]], c, s, float(det["score"])))
+        return out
+    for ann in coco["annotations"]:
+        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0 or min(ann["bbox"][2:]) <= 0:
+            continue
+        c, s = box_to_center_scale(ann["bbox"], image_size)
+        out.append(Instance(ann["image_id"], images[ann["image_id"]], c, s, 1.0,
+                            np.asarray(ann["keypoints"], np.float32).reshape(17, 3)))
+    return out

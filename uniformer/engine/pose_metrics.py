@@ -1,0 +1,24 @@
+"""COCO keypoint AP with pycocotools' ``keypoints`` evaluation (the published numbers use xtcocotools, which
+for standard COCO files and sigmas computes the same OKS-based AP)."""
+import contextlib
+import io
+import os
+from typing import Dict, List
+
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+STATS = ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M", "AR_L")
+
+
+def keypoint_ap(ann_file: os.PathLike, results: List[Dict]) -> Dict[str, float]:
+    """``results``: [{image_id, category_id: 1, keypoints: [x, y, score] * 17, score}] (after rescoring and
+    OKS-NMS) -> AP, AP50, AP75, AP_M, AP_L, AR ... in [0, 1]."""
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO(os.fspath(ann_file))
+        ev = COCOeval(gt, gt.loadRes(results), "keypoints")
+        ev.params.useSegm = None
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return dict(zip(STATS, map(float, ev.stats)))
