@@ -1,12 +1,10 @@
 """Segmentors and pose models hold exactly the official checkpoints' keys and shapes (tests/data/full_manifests)."""
 import json
-from unittest import mock
 
 import pytest
 import torch
 from conftest import DATA
 
-from uniformer.models import backbone, blocks
 from uniformer.models.pose import POSE_CONFIGS, build_pose_model, convert_pose_checkpoint
 from uniformer.models.segmentation import SEG_CONFIGS, build_segmentor, convert_segmentation_checkpoint
 
@@ -17,14 +15,9 @@ def manifest(name: str) -> dict:
     return json.loads((FULL / f"{name}.json").read_text())
 
 
-def _cpu_drop_path_rates(*args):
-    with torch.device("cpu"):  # it calls .item(), which a meta tensor has not
-        return blocks.drop_path_rates(*args)
-
-
 def build(name: str, device: str = "cpu"):
     """``meta``: shapes without memory or init time (the B models too)."""
-    with torch.device(device), mock.patch.object(backbone, "drop_path_rates", _cpu_drop_path_rates):
+    with torch.device(device):
         return build_segmentor(name) if name.startswith(("upernet", "fpn")) else build_pose_model(name)
 
 
@@ -34,7 +27,7 @@ def convert(sd, name):
 
 
 def test_every_manifest_has_a_builder():
-    files = sorted(p.stem for p in FULL.glob("*.json"))
+    files = sorted(p.stem for p in FULL.glob("*.json") if p.stem.startswith(("upernet_", "fpn_", "top_down_")))
     assert len(files) == 28 and files == sorted(SEG_CONFIGS + POSE_CONFIGS)
 
 

@@ -376,7 +376,7 @@ def make_patch_embeds(in_chans: int, embed_dim, conv_stem: bool, conv_downsample
 
 def drop_path_rates(depth, drop_path_rate: float):
     """Stochastic depth grows linearly over all blocks of all stages; returns one list per stage."""
-    dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depth))]
+    dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depth), device="cpu")]  # CPU: also under a meta device
     out, start = [], 0
     for d in depth:
         out.append(dpr[start:start + d])
