@@ -6,6 +6,7 @@
     uniformer data check imagenet --root DIR [--workers W]
     uniformer data check kinetics400|kinetics600|ssv1|ssv2 --root DIR [--list FILE ...]
                          [--class-index FILE [FILE]] [--labels JSON] [--frame-template T] [--workers W]
+    uniformer data synth coco|ade20k|coco_pose --out DIR [...];  uniformer data check coco|ade20k|coco_pose --root DIR
 
 The subcommands are the registered data sets' checkers and synthetic writers (``uniformer.tasks``: each
 ``DatasetSpec`` names its ``check`` and ``synth`` actions; the synthetic ``kinetics`` set is checked as
@@ -13,7 +14,7 @@ The subcommands are the registered data sets' checkers and synthetic writers (``
 """
 import argparse
 
-from ..tasks import datasets, synth_writers
+from ..tasks import checkers, synth_writers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,15 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check_sets = check.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, writer in synth_writers().items():
         writer.add_arguments(synth_sets.add_parser(name, help=f"synthetic {name}"))
-    for name, spec in datasets().items():
-        if spec.check is not None:
-            spec.check.add_arguments(check_sets.add_parser(name, help=f"check {name}"))
+    for name, checker in checkers().items():
+        checker.add_arguments(check_sets.add_parser(name, help=f"check {name}"))
 
 
 def run(args) -> int:
     if args.action == "synth":
         return synth_writers()[args.dataset].run(args)
-    report = datasets()[args.dataset].check.run(args)
+    report = checkers()[args.dataset].run(args)
     for problem in report.problems:
         print(problem)
     print(report.summary())

@@ -37,6 +37,7 @@ _TASKS: Dict[str, "Task"] = {}
 _DATASETS: Dict[str, "DatasetSpec"] = {}
 _TABLES: Dict[str, "TableSpec"] = {}
 _SYNTH: Dict[str, "DataAction"] = {}
+_CHECKS: Dict[str, "DataAction"] = {}  # checkers of data sets whose task is not registered yet (dense formats)
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,19 @@ def tables() -> Dict[str, TableSpec]:
 
 def synth_writers() -> Dict[str, DataAction]:
     return dict(_SYNTH)
+
+
+def register_data_tools(name: str, check: Optional[DataAction] = None, synth: Optional[DataAction] = None) -> None:
+    """A data format's ``uniformer data check|synth <name>`` before (or without) a task of its own."""
+    if check is not None:
+        _add(_CHECKS, "checker", name, check)
+    if synth is not None:
+        _add(_SYNTH, "synthetic writer", name, synth)
+
+
+def checkers() -> Dict[str, DataAction]:
+    """``uniformer data check`` subcommands: every registered data set's checker, then the standalone ones."""
+    return {**{n: d.check for n, d in _DATASETS.items() if d.check is not None}, **_CHECKS}
 
 
 def open_data(dataset: str, root: os.PathLike, data_cfg: Dict[str, Any]):
