@@ -56,7 +56,7 @@ def _rule_names():
     return set(r.stdout.split())
 
 
-def test_every_rule_the_slurm_settingss_exists():
+def test_every_rule_the_slurm_profile_names_exists():
     prof = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.v8+.yaml").read_text())
     named = set(prof["set-resources"]) | set(prof["set-threads"])
     assert named and named <= _rule_names(), named - _rule_names()

@@ -100,7 +100,7 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
             k = int(ev.get("classes_in_val") or ev.get("num_classes") or 0)
             if k:
                 rows[-1]["data_source"] += f"; {k} classes, chance {100.0 / k:.1f}%, n={ev.get('samples')}"
-            if 0 < k <= 5:  # top-5 of at most 5 classes is 100% by construction: not a result
+            if 0 < k <= 5 and "top5" in rows[-1]:  # top-5 of at most 5 classes is 100% by construction
                 rows[-1]["top5"] = None
     return rows, notes
 
