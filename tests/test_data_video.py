@@ -19,7 +19,7 @@ import timm
 import torch
 
 from uniformer.cli import main as cli
-from uniformer.commands.stage import data_commands
+from uniformer.workflow import data_commands
 from uniformer.config import ConfigError
 from uniformer.data.check_video import check_video_dataset
 from uniformer.data.kinetics import Kinetics, read_kinetics_annotations, read_kinetics_list, read_kinetics_split
@@ -533,7 +533,7 @@ def test_check_takes_several_lists(sets, capsys):
     check = data_commands("ssv2", {"root": str(ssv2), "train_list": "somesomev2_rgb_train_split.txt",
                                    "val_list": "something-something-v2-validation.json",
                                    "class_index": "category.txt"})[-1]
-    assert check.count("--list") == 2 and cli(check) == 0
+    assert check[0] == "uniformer" and check.count("--list") == 2 and cli(check[1:]) == 0
     out = capsys.readouterr().out.splitlines()
     n = KIN["classes"]
     assert out == [f"{kin}: kinetics400 OK (train.csv: {n * KIN['train_per_class']} videos, val.csv: "
