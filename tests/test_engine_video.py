@@ -11,7 +11,7 @@ from uniformer.config import ConfigError, load_params
 from uniformer.data.video import ClassIndexError
 from uniformer.data.video_augment import ClipAugment
 from uniformer.engine import recipe as R
-from uniformer.tasks import open_data, table_of
+from uniformer.tasks import get_task, open_data, table_of
 from uniformer.tasks.classification import AccuracyCounter
 from uniformer.tasks.video_classification import VideoData
 from uniformer.engine.evaluate import evaluate, evaluate_counts
@@ -115,7 +115,8 @@ def test_multi_view_scores_are_the_mean_of_view_logits():
     x = torch.zeros(2, 3, 3, 1, 2, 2)  # (B, V, C, T, H, W)
     x[..., 0, 0, 0] = views
     loader = [(x, torch.tensor([2, 0]), 0)]
-    counter, skipped, _ = evaluate_counts(_FixedLogits(), loader, torch.device("cpu"), AccuracyCounter(3))
+    counter, skipped, _ = evaluate_counts(_FixedLogits(), loader, torch.device("cpu"), AccuracyCounter(3),
+                                          task=get_task("video_classification"))
     mean = views.mean(1)
     assert counter.correct1 == 1  # video 1: mean (0.67, 1, 0) -> class 1, wrong; video 0 right
     assert counter.summary()["loss"] == pytest.approx(

@@ -184,8 +184,11 @@ class ToyTabular(Task):
     def num_outputs(self, state_dict, checkpoint):
         return int(state_dict["head.weight"].shape[0])
 
-    def meter(self, num_classes):
+    def meter(self, num_classes, dataset=None):
         return AccuracyCounter(num_classes)
+
+    def chance_level(self, num_classes):
+        return 100.0 / num_classes
 
     def result_files(self, meter, classes):
         return {"per_class.csv": meter.per_class_csv(classes)}

@@ -12,7 +12,7 @@ and so reaches the training / evaluation loop with its batch::
 Samples may be images ``(C, H, W)``, video clips ``(C, T, H, W)`` or all test views of a video
 ``(V, C, T, H, W)``: collation just stacks them.
 """
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
@@ -37,23 +37,38 @@ class CheckedDataset(Dataset):
 _Checked = CheckedDataset  # the name the engine modules import (via ``uniformer.data.imagenet``)
 
 
-def collate_checked(batch):
-    """Collate ``(sample, target, ok)`` triples into ``(samples, targets, n_skipped)``; runs in the workers, so
-    the skip count reaches the main process with the batch."""
-    samples, targets, oks = zip(*batch)
-    return default_collate(list(samples)), default_collate(list(targets)), sum(not ok for ok in oks)
+def stack(samples, targets):
+    """The default batch: samples and targets stacked (``torch.utils.data.default_collate``)."""
+    return default_collate(list(samples)), default_collate(list(targets))
+
+
+class CollateChecked:
+    """Collate ``(sample, target, ok)`` triples into ``(samples, targets, n_skipped)`` with ``collate(samples,
+    targets)`` (a task's ``Task.collate``: stacking by default); runs in the workers, so the skip count reaches
+    the main process with the batch."""
+
+    def __init__(self, collate: Callable = stack):
+        self.collate = collate
+
+    def __call__(self, batch):
+        samples, targets, oks = zip(*batch)
+        return (*self.collate(samples, targets), sum(not ok for ok in oks))
+
+
+collate_checked = CollateChecked()
 
 
 def build_loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
                  distributed: bool = False, drop_last: bool = False, *,
                  num_replicas: Optional[int] = None, rank: Optional[int] = None,
-                 pin_memory: Optional[bool] = None) -> DataLoader:
+                 pin_memory: Optional[bool] = None, collate: Callable = stack) -> DataLoader:
     """A DataLoader yielding ``(samples, targets, n_skipped)`` batches; the dataset must return tensors.
 
     Order is fixed by ``seed``: a seeded generator when not distributed (it also seeds the workers), else a
     ``DistributedSampler(seed=seed)`` over the process group (or ``num_replicas``/``rank``). When distributed,
     call ``loader.sampler.set_epoch(epoch)`` each epoch, as with any DistributedSampler. The loader wraps the
-    dataset: the original is ``loader.dataset.dataset``.
+    dataset: the original is ``loader.dataset.dataset``. ``collate(samples, targets)`` makes a batch
+    (``Task.collate``; default: stacked).
     """
     checked = CheckedDataset(dataset)
     sampler = None
@@ -61,7 +76,7 @@ def build_loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed
         sampler = DistributedSampler(checked, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
     return DataLoader(
         checked, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-        num_workers=num_workers, collate_fn=collate_checked, drop_last=drop_last,
+        num_workers=num_workers, collate_fn=CollateChecked(collate), drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         # Workers that live across epochs log each bad file once per run, not once per epoch.

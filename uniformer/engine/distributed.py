@@ -93,3 +93,14 @@ def all_gather_object(obj: Any) -> List[Any]:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def reduce_meter(meter, device: torch.device):
+    """A task's metric accumulator (``Task.meter``) combined over all processes: additive counts by one
+    all-reduce (``as_vector`` / ``load_vector``), anything else gathered (``state`` / ``merge``)."""
+    if not active():
+        return meter
+    if hasattr(meter, "as_vector"):
+        return meter.load_vector(all_reduce_tensor(meter.as_vector().to(device)).cpu())  # nccl: device tensors
+    meter.merge(all_gather_object(meter.state()))
+    return meter

@@ -34,7 +34,7 @@ from ..config import ConfigError, active_profile, load_params, section
 from ..data.loader import build_loader
 from ..io import write_json, write_text
 from ..profiling.optimize import optimize_for_inference
-from ..tasks import data_source, dataset_names, get_dataset, open_data
+from ..tasks import Task, data_source, dataset_names, get_dataset, open_data
 from ..tracking import start_run
 from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
 
@@ -91,35 +91,24 @@ def run(args) -> int:
     return 0
 
 
-def to_channels_last(x):
-    """channels_last for images (4-D), channels_last_3d for clips (5-D)."""
-    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
-
-
 def evaluate_counts(model, loader, device, meter, amp_dtype=None, channels_last: bool = False,
-                    desc: Optional[str] = None, progress: bool = False):
+                    desc: Optional[str] = None, progress: bool = False, task: Task = Task()):
     """(``meter`` updated with every batch, skipped samples, seconds in the model) of ``model`` over ``loader``
-    in this process; ``meter`` is the task's accumulator (``Task.meter``)."""
+    in this process; ``meter`` is the task's accumulator (``Task.meter``), ``task`` moves and predicts a batch
+    (the default: one tensor in, the model's output to the meter)."""
     skipped, model_s = 0, 0.0
     model.eval()
     with torch.no_grad():
-        for images, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
+        for inputs, targets, n_skipped in tqdm(loader, desc=desc, disable=not progress, leave=False,
                                                dynamic_ncols=True):
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            views = images.shape[1] if images.dim() == 6 else 0  # video test: (B, V, C, T, H, W)
-            if views:
-                images = images.flatten(0, 1)
-            if channels_last:
-                images = to_channels_last(images)
+            inputs, targets = task.to_device(inputs, targets, device, channels_last)
             t0 = time.perf_counter()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(images)
-            if views:  # official TestMeter: sum of the views' raw logits (here the mean: same ranking)
-                logits = logits.float().view(-1, views, logits.shape[-1]).mean(1)
+                outputs = task.predict(model, inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_s += time.perf_counter() - t0
-            meter.update(logits, targets)
+            meter.update(outputs, targets)
             skipped += int(n_skipped)
     return meter, skipped, model_s
 
@@ -154,13 +143,13 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         raise ConfigError(f"{root}: {len(classes)} classes but the model predicts {num_classes}")
     test_set, protocol = data.test_set(cfg, model, classes, train_cfg)
     loader = build_loader(test_set, int(cfg["batch_size"]), shuffle=False, num_workers=int(cfg["workers"]), seed=0,
-                          pin_memory=dev.type == "cuda")
+                          pin_memory=dev.type == "cuda", collate=task.collate)
     precision = cfg["precision"]
     net = optimize_for_inference(model, precision=precision, channels_last=bool(cfg["channels_last"]),
                                  compile=bool(cfg["compile"]), device=dev)
     t_eval = time.perf_counter()
-    meter, skipped, model_s = evaluate_counts(net, loader, dev, task.meter(num_classes),
-                                              desc=f"eval {model_name}", progress=progress)
+    meter, skipped, model_s = evaluate_counts(net, loader, dev, task.meter(num_classes, test_set),
+                                              desc=f"eval {model_name}", progress=progress, task=task)
     wall_s = time.perf_counter() - t_eval
     s = meter.summary()
     out_dir = Path(out) if out else Path("results") / "eval" / table / model_name / profile

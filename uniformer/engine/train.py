@@ -31,6 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ..data.loader import stack
 from ..tasks import data_source, dataset_names, get_dataset, open_data
 
 
@@ -121,8 +122,9 @@ class _Shard:
         return self.dataset[self.indices[i]]
 
 
-def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, epoch: int):
-    """The loader of one epoch: order and worker seeds are functions of ``epoch_seed`` (and the rank)."""
+def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, epoch: int, collate=stack):
+    """The loader of one epoch: order and worker seeds are functions of ``epoch_seed`` (and the rank);
+    ``collate``: the task's batching (``Task.collate``)."""
     from ..data.loader import build_loader
 
     bs, workers = int(cfg["batch_size"]), int(cfg["workers"])
@@ -131,7 +133,7 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
         from timm.data.distributed_sampler import RepeatAugSampler
         from torch.utils.data import DataLoader
 
-        from ..data.loader import CheckedDataset, collate_checked
+        from ..data.loader import CheckedDataset, CollateChecked
 
         import torch
 
@@ -141,11 +143,11 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
         sampler.set_epoch(epoch_seed)
         gen = torch.Generator().manual_seed(epoch_seed + 1_000_003 * dist_info.rank)
         return DataLoader(CheckedDataset(dataset), batch_size=bs, sampler=sampler, num_workers=workers,
-                          collate_fn=collate_checked, drop_last=True, generator=gen,
+                          collate_fn=CollateChecked(collate), drop_last=True, generator=gen,
                           pin_memory=dist_info.device.type == "cuda")
     loader = build_loader(dataset, bs, shuffle=True, num_workers=workers, seed=epoch_seed,
                           distributed=dist_info.distributed, drop_last=True,
-                          pin_memory=dist_info.device.type == "cuda")
+                          pin_memory=dist_info.device.type == "cuda", collate=collate)
     if dist_info.distributed:
         loader.sampler.set_epoch(epoch)
         loader.generator.manual_seed(epoch_seed + 1_000_003 * dist_info.rank)  # worker seeds differ per rank
@@ -250,7 +252,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
 
         lr = scaled_lr(cfg, world)
         optimizer = build_optimizer(cfg, model, lr)
-        steps_per_epoch = len(make_train_loader(train_set, cfg, 0, dist_info, 0))
+        steps_per_epoch = len(make_train_loader(train_set, cfg, 0, dist_info, 0, task.collate))
         if steps_per_epoch == 0:
             raise ConfigError(f"{root}/train: {len(train_set)} images are less than one batch of "
                               f"{cfg['batch_size']} x {world} processes; lower batch_size")
@@ -263,7 +265,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
 
         eval_loader = build_loader(_Shard(val_set, rank, world) if dist_info.distributed else val_set,
                                    int(cfg["eval_batch_size"]), shuffle=False, num_workers=int(cfg["workers"]),
-                                   seed=0, pin_memory=dev.type == "cuda")
+                                   seed=0, pin_memory=dev.type == "cuda", collate=task.collate)
 
         state = dict(epoch=0, num_updates=0, history=[], best_top1=-1.0, best_epoch=0, skipped_samples=0,
                      images_seen=0, train_time_s=0.0)
@@ -302,8 +304,8 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                               desc=f"train {cfg['model']}", disable=not show, dynamic_ncols=True)
             for epoch in epochs_bar:
                 epoch_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=data_rng))
-                loader = make_train_loader(train_set, cfg, epoch_seed, dist_info, epoch)
-                stats = _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, ema, mixup_fn,
+                loader = make_train_loader(train_set, cfg, epoch_seed, dist_info, epoch, task.collate)
+                stats = _train_one_epoch(task, net, model, loader, loss_fn, optimizer, scheduler, scaler, ema, mixup_fn,
                                          state, cfg, dev, amp_dtype, accum, epoch, total_epochs, show)
                 del loader  # shuts its workers down
                 epoch_lr = optimizer.param_groups[0]["lr"]
@@ -319,14 +321,14 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                 last = epoch + 1 == total_epochs
                 if (epoch + 1) % int(cfg["eval_every"]) == 0 or last:
                     eval_model = ema.module if (ema is not None and cfg["eval_ema"]) else model
-                    meter, val_skipped, _ = evaluate_counts(eval_model, eval_loader, dev, task.meter(num_classes),
-                                                            amp_dtype, bool(cfg["channels_last"]), desc="val",
-                                                            progress=show)
-                    vec = D.all_reduce_tensor(torch.cat([meter.as_vector(), torch.tensor(
-                        [float(val_skipped)], dtype=torch.float64)]).to(dev)).cpu()  # nccl needs device tensors
-                    meter.load_vector(vec[:-1])
+                    meter, val_skipped, _ = evaluate_counts(eval_model, eval_loader, dev,
+                                                            task.meter(num_classes, val_set), amp_dtype,
+                                                            bool(cfg["channels_last"]), desc="val", progress=show,
+                                                            task=task)
+                    meter = D.reduce_meter(meter, dev)
+                    val_skipped = int(D.all_reduce_sum([val_skipped], dev)[0])
                     s = meter.summary()
-                    entry.update({f"val_{k}": s[k] for k in task.metrics}, val_skipped_samples=int(vec[-1]))
+                    entry.update({f"val_{k}": s[k] for k in task.metrics}, val_skipped_samples=val_skipped)
                     if s[primary] > state["best_top1"]:  # the task's first metric ("best_top1": checkpoint key)
                         state["best_top1"], state["best_epoch"] = s[primary], epoch + 1
                         if dist_info.is_main:
@@ -364,7 +366,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                 "provenance": provenance, "epochs": state["epoch"],
                 "train_loss": final["train_loss"], **{f"val_{k}": final.get(f"val_{k}") for k in task.metrics},
                 f"best_val_{primary}": state["best_top1"], "best_epoch": state["best_epoch"],
-                "num_classes": num_classes, "chance_top1": 100.0 / num_classes,
+                "num_classes": num_classes, f"chance_{primary}": task.chance_level(num_classes),
                 "img_per_s": state["images_seen"] / max(state["train_time_s"], 1e-9),
                 "samples_seen": state["images_seen"],  # images / clips trained on (video: x aug.num_sample)
                 "skipped_samples": state["skipped_samples"],
@@ -386,22 +388,24 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
                     mlrun.log_artifact(out_dir / "metrics.json")
                     mlrun.log_artifact(out_dir / "config.yaml")
                 val = ", ".join(f"{k} {result[f'val_{k}']:.4g}" for k in task.metrics)
+                chance = result[f"chance_{primary}"]
                 print(f"{out_dir}: {result['epochs']} epochs, train loss {result['train_loss']:.4f}, val {val} "
-                      f"(chance top-1 {result['chance_top1']:.1f}), {result['img_per_s']:.1f} samples/s, "
+                      f"(chance {primary} {chance if chance is None else f'{chance:.1f}'}), "
+                      f"{result['img_per_s']:.1f} samples/s, "
                       f"{result['skipped_samples']} skipped, {result['time_s']:.0f} s", file=sys.stderr)
         return result
     finally:
         D.cleanup()
 
 
-def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, ema, mixup_fn, state, cfg, dev,
+def _train_one_epoch(task, net, model, loader, loss_fn, optimizer, scheduler, scaler, ema, mixup_fn, state, cfg, dev,
                      amp_dtype, accum, epoch, total_epochs, show) -> Dict[str, float]:
-    """One pass over ``loader`` with gradient accumulation; updates ``state['num_updates']``."""
+    """One pass over ``loader`` with gradient accumulation; updates ``state['num_updates']``. The task moves a
+    batch to the device and computes its loss (``Task.to_device``, ``Task.train_loss``)."""
     import torch
     from tqdm import tqdm
 
     from .distributed import active
-    from .evaluate import to_channels_last
 
     net.train()
     n_steps = len(loader)
@@ -411,23 +415,15 @@ def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, 
     bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{total_epochs}", disable=not show, leave=False,
                dynamic_ncols=True)
     t0 = time.perf_counter()
-    for step, (images, targets, n_skipped) in enumerate(loader):
-        images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
-        if images.dim() == 6:  # video repeated augmentation (B, N, C, T, H, W): N clips per video in the batch
-            n = images.shape[1]
-            images, targets = images.flatten(0, 1), targets.repeat_interleave(n)
-        if cfg["channels_last"]:
-            images = to_channels_last(images)
-        if mixup_fn is not None:
-            images, targets = mixup_fn(images, targets)
+    for step, (inputs, targets, n_skipped) in enumerate(loader):
+        inputs, targets = task.to_device(inputs, targets, dev, bool(cfg["channels_last"]))
         group_start = (step // accum) * accum
         group = min(accum, n_steps - group_start)
         boundary = step + 1 == group_start + group
         sync = net.no_sync() if (active() and not boundary and hasattr(net, "no_sync")) else nullcontext()
         with sync:
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                output = net(images)
-                loss = loss_fn(output, targets, images.shape[-2:])
+                loss, bs = task.train_loss(net, inputs, targets, loss_fn, mixup_fn)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1} step {step + 1}; lower the lr "
                                    "or switch amp off")
@@ -443,7 +439,6 @@ def _train_one_epoch(net, model, loader, loss_fn, optimizer, scheduler, scaler, 
             if ema is not None:
                 ema.update(model, step=state["num_updates"])
             scheduler.step_update(num_updates=state["num_updates"])
-        bs = images.shape[0]
         loss_sum += float(loss.detach()) * bs
         images_n += bs
         skipped += int(n_skipped)

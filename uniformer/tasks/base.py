@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+import torch
 from timm.models import get_pretrained_cfg
 
 from ..config import PROJECT_ROOT, ConfigError
+from ..data.loader import stack
 
 RESULTS = Path("results")
 PLUGINS_ENV = "UNIFORMER_PLUGINS"  # comma-separated modules imported after the built-in tasks
@@ -86,10 +88,38 @@ class Task:
         """The number of classes a checkpoint's head predicts (an error naming the file if it has none)."""
         raise NotImplementedError
 
-    def meter(self, num_classes: int):
-        """A fresh metric accumulator: ``update(outputs, targets)``, ``as_vector()`` / ``load_vector(v)`` (for
-        the all-reduce) and ``summary()`` (``metrics`` plus ``samples``)."""
+    def meter(self, num_classes: int, dataset=None):
+        """A fresh metric accumulator over ``dataset`` (the set it scores; detection needs its annotations):
+        ``update(outputs, targets)``, ``summary()`` (``metrics`` plus ``samples``) and, to combine processes,
+        either ``as_vector()`` / ``load_vector(v)`` (additive counts: one all-reduce) or ``state()`` /
+        ``merge(states)`` (anything else: gathered; see ``engine.distributed.reduce_meter``)."""
         raise NotImplementedError
+
+    def chance_level(self, num_classes: int) -> Optional[float]:
+        """The primary metric a model without information scores (reported next to smoke results), or None."""
+        return None
+
+    # --- batches: what the engine's loops do with one (``engine.train``, ``engine.evaluate``) ---
+    # The defaults fit one tensor in, one tensor of targets; a task whose samples differ (several images of
+    # different sizes, per-image box lists) overrides these four and nothing in the engine changes.
+    def collate(self, samples: Sequence[Any], targets: Sequence[Any]) -> Tuple[Any, Any]:
+        """One batch from a list of samples and their targets (runs in the loader workers)."""
+        return stack(samples, targets)
+
+    def to_device(self, inputs, targets, device, channels_last: bool) -> Tuple[Any, Any]:
+        """The batch on ``device`` (inputs in the model's memory format when ``channels_last``)."""
+        inputs, targets = inputs.to(device, non_blocking=True), _to(targets, device)
+        return (to_channels_last(inputs) if channels_last else inputs), targets
+
+    def train_loss(self, net, inputs, targets, loss_fn, mixup_fn) -> Tuple[Any, int]:
+        """``(loss, samples in the batch)`` of one training forward (inside autocast)."""
+        if mixup_fn is not None:
+            inputs, targets = mixup_fn(inputs, targets)
+        return loss_fn(net(inputs), targets), int(inputs.shape[0])
+
+    def predict(self, model, inputs):
+        """What ``meter.update`` takes for a batch of evaluation inputs (inside autocast, no grad)."""
+        return model(inputs)
 
     def result_files(self, meter, classes: Sequence[str]) -> Dict[str, str]:
         """Extra files ``uniformer eval`` writes next to metrics.json: ``{file name: text}``."""
@@ -143,6 +173,25 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """channels_last for images (4-D), channels_last_3d for clips (5-D); a 6-D batch of clip views
+    ``(B, V, C, T, H, W)`` per clip, so flattening its first two dimensions keeps the layout."""
+    if x.dim() == 6:
+        return to_channels_last(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+
+
+def _to(x, device):
+    """Tensors (also inside lists, tuples and dicts) moved to ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x
 
 
 class Adapter(Protocol):

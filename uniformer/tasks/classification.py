@@ -201,8 +201,28 @@ class ClassificationTask(Task):
                               "file?")
         return int(state_dict["head.weight"].shape[0])
 
-    def meter(self, num_classes):
+    def meter(self, num_classes, dataset=None):
         return AccuracyCounter(num_classes)
+
+    def chance_level(self, num_classes):
+        return 100.0 / num_classes
+
+    def train_loss(self, net, inputs, targets, loss_fn, mixup_fn):
+        if inputs.dim() == 6:  # video repeated augmentation (B, N, C, T, H, W): N clips per video in the batch
+            n = inputs.shape[1]
+            inputs, targets = inputs.flatten(0, 1), targets.repeat_interleave(n)
+        if mixup_fn is not None:
+            inputs, targets = mixup_fn(inputs, targets)
+        # the input size: MixToken's box is in stage-1 token units
+        return loss_fn(net(inputs), targets, inputs.shape[-2:]), int(inputs.shape[0])
+
+    def predict(self, model, inputs):
+        if inputs.dim() != 6:
+            return model(inputs)
+        views = inputs.shape[1]  # video test: (B, V, C, T, H, W), every published view of each video
+        logits = model(inputs.flatten(0, 1))
+        # official TestMeter: sum of the views' raw logits (here the mean: same ranking)
+        return logits.float().view(-1, views, logits.shape[-1]).mean(1)
 
     def result_files(self, meter, classes):
         return {"per_class.csv": meter.per_class_csv(classes)}
