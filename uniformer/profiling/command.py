@@ -323,7 +323,7 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
                            for p in precisions}
     machine["gemm"] = {p: max(machine["gemm_start"][p], machine["gemm_end"][p], key=lambda g: g["gflops_per_s"])
                        for p in precisions}
-    rows, notes = build_rows(results, precisions, machine["gemm"], cfg["flops_tolerance_pct"])
+    rows, notes = build_rows(task, results, precisions, machine["gemm"], cfg["flops_tolerance_pct"])
     if not args.no_mlflow:
         for e, row in zip(entries, rows):
             _log_mlflow(table, e, row, notes, profile, cfg)
@@ -331,7 +331,7 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
     header = _header(machine, cfg, profile, modes, started, wall)
     legend = [s.format(tol=cfg["flops_tolerance_pct"], rate=task.profile_rate, noun=task.profile_noun)
               for s in list(task.profile_legend) + COMMON_LEGEND]
-    md = render_markdown(rows, notes, precisions, header, title, legend)
+    md = render_markdown(task, rows, notes, precisions, header, title, legend)
     io.write_text(args.out_dir / f"{stem}.md", md)
     io.write_text(args.out_dir / f"{stem}.csv", render_csv(rows))
     if args.json:
