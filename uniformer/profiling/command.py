@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .. import io
 from ..config import ConfigError, active_profile, apply_overrides, load_params, section
+from ..provenance import stamp
 from ..tasks import TableSpec, get_dataset, tables
 from ..tracking import start_run
 from .flops import count_flops, count_params, head_gmacs
@@ -130,8 +131,6 @@ def resolve_config(args) -> Tuple[str, Dict]:
              "fold_bn": args.fold_bn, "compile": args.compile, "batch_sizes": args.batch_sizes, "train": args.train,
              "max_seconds_per_model": args.budget}
     cfg.update({k: v for k, v in flags.items() if v is not None})
-    from ..provenance import stamp
-
     cfg["provenance"] = stamp("profile", params, profile, [args.task] + list(args.set) + [
         f"{k}={v}" for k, v in flags.items() if v is not None])  # what the flags changed makes another result
     if not cfg.get("batch_sizes"):
