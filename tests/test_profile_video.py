@@ -16,6 +16,9 @@ from uniformer.config import ConfigError
 from uniformer.profiling.flops import count_flops, head_gmacs
 from uniformer.profiling.report import build_rows, render_csv, render_markdown, verdict
 from uniformer.profiling.speed import input_shape, random_images
+from uniformer.tasks import get_task
+
+VIDEO_TASK = get_task("video_classification")
 
 TINY = "uniformer_xxs_ls_video.k400_4f_128"  # 1 GFLOP per view, the cheapest published video entry
 
@@ -60,7 +63,7 @@ def test_video_rows_per_view_times_views():
                    0.5, 1, 2000.0)}),
                _video_result("uniformer_small_video.k600_16x4", 41.75, 167, 4, 41.757,
                              shared_with="uniformer_small_video.k400_16x4")]
-    rows, notes = build_rows(results, ["fp32"], gemm, tol_pct=3.5)
+    rows, notes = build_rows(VIDEO_TASK, results, ["fp32"], gemm, tol_pct=3.5)
     a, b = rows
     assert a["verdict"] == b["verdict"] == "ok" and notes == []
     assert (a["frames"], a["resolution"], a["views"], a["task"]) == (16, 224, 4, "kinetics400")
@@ -74,7 +77,7 @@ def test_video_rows_per_view_times_views():
     for col in ("entry", "frames", "views", "gflops", "gflops_published", "gflops_total", "gflops_total_published",
                 "gflops_total_delta_pct", "verdict", "timing_shared_with", "fp32_img_s", "fp32_gemm_frac"):
         assert col in header
-    md = render_markdown(rows, notes, ["fp32"], {"Machine": "test cpu"}, "Video")
+    md = render_markdown(VIDEO_TASK, rows, notes, ["fp32"], {"Machine": "test cpu"}, "Video")
     assert "GFLOPs per view (pub / ours / Δ)" in md and "GFLOPs total (pub / ours × views / Δ)" in md
     assert "fp32 clips/s (batch)" in md and "img/s" not in md
     assert "| 16 × 224 |" in md and "41.75 / 41.76 / +0.0% | 4 | 167 / 167.03 / +0.0%" in md
@@ -83,10 +86,10 @@ def test_video_rows_per_view_times_views():
 
 def test_video_verdict_flags_a_total_that_does_not_follow():
     """Per view agrees, but per view x views is not the published total: flagged."""
-    (row,), _ = build_rows([_video_result("m.k400_8x8", 17.5, 100, 4, 17.5)], [], {}, tol_pct=3.5)
+    (row,), _ = build_rows(VIDEO_TASK, [_video_result("m.k400_8x8", 17.5, 100, 4, 17.5)], [], {}, tol_pct=3.5)
     assert row["gflops_delta_pct"] == 0 and row["gflops_total"] == 70.0
     assert row["verdict"] == "total GFLOPs mismatch (unexplained)"
-    (row,), _ = build_rows([_video_result("m.k400_8x8", 17.5, 70, 4, 20.0)], [], {}, tol_pct=3.5)
+    (row,), _ = build_rows(VIDEO_TASK, [_video_result("m.k400_8x8", 17.5, 70, 4, 20.0)], [], {}, tol_pct=3.5)
     assert row["verdict"] == "GFLOPs mismatch (unexplained); total GFLOPs mismatch (unexplained)"
     # a note that explains the FLOPs is cited once, for both checks
     assert verdict(None, 10.0, "FLOPs wrong", 3.5, 1, total_delta=10.0, params_published=False) == (

@@ -15,6 +15,9 @@ from uniformer.profiling.machine import gemm_rate, host_info
 from uniformer.profiling.optimize import fold_batchnorm, optimize_for_inference
 from uniformer.profiling.report import build_rows, render_csv, render_markdown, verdict
 from uniformer.profiling.speed import PeakMemory, fit_batch, is_oom, run_with_backoff, time_calls
+from uniformer.tasks import get_task
+
+IMAGE_TASK = get_task("image_classification")
 
 SIZE = 64
 
@@ -136,7 +139,7 @@ def test_report_rows_columns_and_verdicts():
         _result("large.in1k_384", 100, 39.2, 100.1e6, 62.88, notes=NOTE_L),
         _result("odd.in1k", 10, 1.0, 10e6, 2.0, notes="no explanation here"),
     ]
-    rows, notes = build_rows(results, ["fp32", "bf16"], gemm, tol_pct=3.5)
+    rows, notes = build_rows(IMAGE_TASK, results, ["fp32", "bf16"], gemm, tol_pct=3.5)
     assert [r["verdict"] for r in rows] == ["ok", "published figure wrong (see note 1)",
                                            "published figure wrong (see note 1)", "GFLOPs mismatch (unexplained)"]
     assert notes == [NOTE_L] and rows[1]["note"] == rows[2]["note"] == 1 and rows[0]["note"] is None
@@ -154,7 +157,7 @@ def test_report_rows_columns_and_verdicts():
                 "bf16_img_s", "bf16_status"):
         assert col in header
     assert len(csv_text.splitlines()) == 1 + len(results)
-    md = render_markdown(rows, notes, ["fp32", "bf16"], {"Machine": "test cpu"}, "Title")
+    md = render_markdown(IMAGE_TASK, rows, notes, ["fp32", "bf16"], {"Machine": "test cpu"}, "Title")
     assert "| Machine | test cpu |" in md and "1. " + NOTE_L in md
     assert "10 (b32)" in md and "skipped" in md and "72.8 (73%)" in md
     assert md.count("\n| 1 |") == 1 and "\n| 4 |" in md

@@ -4,14 +4,20 @@ Default store: ``sqlite:///<project root>/mlflow.db`` (current MLflow refuses pl
 ``MLFLOW_TRACKING_URI`` overrides it (e.g. a shared server). One experiment per table
 (``imagenet``), run names ``<stage>/<model>/<profile>``.
 """
+import fcntl
+import hashlib
 import logging
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
+
+import timm
+import torch
 
 from .config import PROJECT_ROOT, config_hash
 
@@ -30,9 +36,6 @@ def _git(*args: str) -> Optional[str]:
 
 def environment_tags() -> Dict[str, str]:
     """git commit / dirty flag, library versions and hardware, attached to every run."""
-    import timm
-    import torch
-
     tags = {
         "git_commit": _git("rev-parse", "HEAD") or "unknown",
         "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
@@ -69,9 +72,6 @@ def _store_init_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///") or os.name != "posix":
         yield
         return
-    import fcntl
-    import hashlib
-    import tempfile
 
     db = os.path.abspath(uri[len("sqlite:///"):])
     lock = Path(tempfile.gettempdir()) / f"uniformer-mlflow-{hashlib.sha256(db.encode()).hexdigest()[:16]}.lock"
@@ -90,7 +90,7 @@ class Run:
         self.client, self.run_id = client, run_id
 
     def log_metrics(self, metrics: Dict[str, Any], step: Optional[int] = None) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: MLflow is heavy and only needed when a run is logged
 
         ts = int(time.time() * 1000)
         batch = [Metric(k, float(v), ts, step or 0) for k, v in _flatten(metrics).items()
@@ -122,7 +122,7 @@ def start_run(table: str, stage: str, model: str, profile: str, params: Dict[str
     if not enabled or os.environ.get("UNIFORMER_NO_MLFLOW") == "1":
         yield None
         return
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param, RunTag  # lazy: MLflow is heavy and only needed when a run is logged
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
@@ -149,7 +149,7 @@ def start_run(table: str, stage: str, model: str, profile: str, params: Dict[str
         client.log_batch(run_id, params=[Param(k, v) for k, v in items[i:i + 100]])
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
     if tags and tags.get("dataset"):  # the UI's Dataset column: name, content hash and where it lies
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag  # lazy: MLflow only when a run is logged
 
         digest = str(tags.get("dataset_manifest") or "unknown")[:36]
         client.log_inputs(run_id, datasets=[DatasetInput(

@@ -7,6 +7,12 @@ SRC is read with ``torch.load(weights_only=True)`` (official files hold ``state_
 import argparse
 from typing import Dict
 
+import torch
+
+from ..io import atomic_path
+from ..models.checkpoint import extract_state_dict, read_checkpoint
+from ..models.convert import build_for, convert_checkpoint
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
@@ -26,12 +32,6 @@ def key_report(model, state_dict) -> Dict[str, list]:
 
 def convert_file(src: str, config: str, out: str) -> Dict[str, list]:
     """Convert ``src`` for ``config``; write ``out`` only if it loads strictly. Returns the key report."""
-    import torch
-
-    from ..io import atomic_path
-    from ..models.checkpoint import extract_state_dict, read_checkpoint
-    from ..models.convert import build_for, convert_checkpoint
-
     state_dict = convert_checkpoint(extract_state_dict(read_checkpoint(src)), config)
     model = build_for(config)
     report = key_report(model, state_dict)

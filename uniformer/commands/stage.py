@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from ..config import active_profile, load_params
+from ..io import write_text
 from ..tables.spec import TABLES
-from ..workflow import STEPS, check_file, commands
+from ..workflow import STEPS, check_file, commands, shell
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,9 +30,6 @@ def program(name: str) -> str:
 
 
 def run(args) -> int:
-    from ..io import write_text
-    from ..workflow import shell
-
     params = load_params()
     settings = active_profile(params, args.profile)
     for unit, cmds in commands(args.step, args.table, settings, params).items():

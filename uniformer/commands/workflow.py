@@ -1,6 +1,9 @@
 """``uniformer workflow dvc``: print the dvc.yaml generated from the table registry (the committed file must equal it)."""
 import argparse
 import sys
+from pathlib import Path
+
+from ..workflow import dvc_yaml
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -9,10 +12,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from ..workflow import dvc_yaml
-
     text = dvc_yaml()
     if args.check:
         if Path(args.check).read_text() != text:

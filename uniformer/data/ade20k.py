@@ -8,6 +8,7 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
+from ..engine.seg_protocol import reduce_zero_label
 from .images import open_image
 
 SPLITS = {"train": "training", "val": "validation"}
@@ -59,6 +60,5 @@ class ADE20K:
         img, ann = self.pairs[i]
         label = read_annotation(ann)
         if self.reduce_zero_label:
-            from ..engine.seg_protocol import reduce_zero_label
             label = reduce_zero_label(label)
         return read_image(img), label

@@ -27,12 +27,11 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-@dataclass
-class Report:
+class Findings:
+    """What every checker's report answers: ``problems`` (``Problem``), ``ok``, ``add`` and a one-line summary
+    (``_summary``) that counts the problems by kind. Subclasses are dataclasses with ``root`` and ``problems``."""
     root: str
-    problems: list = field(default_factory=list)
-    classes: dict = field(default_factory=dict)  # split -> number of class folders
-    images: dict = field(default_factory=dict)  # split -> number of image files (good or bad)
+    problems: list
 
     @property
     def ok(self) -> bool:
@@ -41,13 +40,25 @@ class Report:
     def add(self, path, kind: str, message: str) -> None:
         self.problems.append(Problem(os.fspath(path), kind, message))
 
-    def summary(self) -> str:
-        sizes = ", ".join(f"{s}: {self.classes.get(s, 0)} classes / {self.images.get(s, 0)} images" for s in SPLITS)
+    def _summary(self, sizes: str, name: str = "") -> str:
+        """``<root>: [<name>] OK (<sizes>)`` or ``<root>: [<name>:] N problem(s) (<count> <kind>, ...) (<sizes>)``."""
         if self.ok:
-            return f"{self.root}: OK ({sizes})"
+            return f"{self.root}: {name + ' ' if name else ''}OK ({sizes})"
         counts = Counter(p.kind for p in self.problems)
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-        return f"{self.root}: {len(self.problems)} problem(s) ({detail}) ({sizes})"
+        return f"{self.root}: {name + ': ' if name else ''}{len(self.problems)} problem(s) ({detail}) ({sizes})"
+
+
+@dataclass
+class Report(Findings):
+    root: str
+    problems: list = field(default_factory=list)
+    classes: dict = field(default_factory=dict)  # split -> number of class folders
+    images: dict = field(default_factory=dict)  # split -> number of image files (good or bad)
+
+    def summary(self) -> str:
+        return self._summary(", ".join(f"{s}: {self.classes.get(s, 0)} classes / {self.images.get(s, 0)} images"
+                                       for s in SPLITS))
 
 
 def _decode_error(path: str):

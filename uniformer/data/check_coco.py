@@ -21,13 +21,8 @@ BOX_TOLERANCE = 1.0  # px a box may exceed the image by (float rounding of real 
 @dataclass
 class CocoReport(Report):
     def summary(self) -> str:
-        sizes = ", ".join(f"{s}: {self.images.get(s, 0)} images / {self.classes.get(s, 0)} categories"
-                          for s in self.images)
-        if self.ok:
-            return f"{self.root}: OK ({sizes})"
-        counts = Counter(p.kind for p in self.problems)
-        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-        return f"{self.root}: {len(self.problems)} problem(s) ({detail}) ({sizes})"
+        return self._summary(", ".join(f"{s}: {self.images.get(s, 0)} images / {self.classes.get(s, 0)} categories"
+                                       for s in self.images))
 
 
 def _duplicates(items, what: str, where: str, report: Report) -> None:
@@ -50,7 +45,7 @@ def polygon_problem(seg) -> str:
 
 def rle_problem(seg, h: int, w: int) -> str:
     """Why ``seg`` is not a valid RLE of an h x w image, or '' if it is."""
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # lazy: pycocotools only where COCO data is read or scored
     if list(seg.get("size", [])) != [h, w]:
         return f"RLE size {seg.get('size')} is not the image's [{h}, {w}]"
     counts = seg.get("counts")

@@ -11,18 +11,18 @@ Without ``--list`` the lists are looked for in the root: ``{train,val,test}.csv`
 ``something-something-v2-{train,validation}.json``.
 """
 import os
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .check import Problem
+from ..reference import VIDEO_DATASETS
+from .check import Findings
 from .images import BadImageError, open_image
+from .kinetics import is_annotation_csv, read_kinetics_split
+from .something import read_something_split
 from .video import FRAME_TEMPLATE, ClassIndexError, ListFormatError, VideoItem, load_video_class_index
 
-VIDEO_DATASETS = ("kinetics400", "kinetics600", "ssv1", "ssv2")
-DEFAULT_NUM_CLASSES = {"kinetics400": 400, "kinetics600": 600, "ssv1": 174, "ssv2": 174}
 TRUNCATED_RATIO = 0.75  # decoded frames below this fraction of the header's count: truncated
 
 
@@ -34,7 +34,7 @@ def _short(path: str, root: str) -> str:
 
 
 @dataclass
-class VideoReport:
+class VideoReport(Findings):
     root: str
     dataset: str
     problems: list = field(default_factory=list)
@@ -42,21 +42,9 @@ class VideoReport:
     num_classes: Optional[int] = None
     class_source: str = ""
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, path, kind: str, message: str) -> None:
-        self.problems.append(Problem(os.fspath(path), kind, message))
-
     def summary(self) -> str:
         sizes = ", ".join(f"{_short(k, self.root)}: {n} videos" for k, n in self.lists.items()) or "no lists"
-        classes = f"{self.num_classes} classes ({self.class_source})"
-        if self.ok:
-            return f"{self.root}: {self.dataset} OK ({sizes}; {classes})"
-        counts = Counter(p.kind for p in self.problems)
-        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-        return f"{self.root}: {self.dataset}: {len(self.problems)} problem(s) ({detail}) ({sizes}; {classes})"
+        return self._summary(f"{sizes}; {self.num_classes} classes ({self.class_source})", self.dataset)
 
 
 def default_lists(dataset: str, root: Path) -> List[Path]:
@@ -72,7 +60,7 @@ def default_lists(dataset: str, root: Path) -> List[Path]:
 
 def _video_problems(path: str) -> list:
     """``[(kind, message)]`` of one video file: decodes every frame (module-level: runs in worker processes)."""
-    import av
+    import av  # lazy: PyAV only when a video is read (keeps `uniformer --help` and the image checks from loading it)
 
     try:
         with av.open(path) as container:
@@ -126,14 +114,11 @@ def _item_problems(item: VideoItem) -> list:
 
 def _read_list(dataset: str, path: Path, root: Path, classes, labels, frame_template: str, errors: list):
     if dataset.startswith("kinetics"):
-        from .kinetics import is_annotation_csv, read_kinetics_split
-
         if classes is None and is_annotation_csv(path):
             raise ClassIndexError("a Kinetics annotation CSV names its classes, so it needs a class index "
                                   "(--class-index FILE, e.g. the official kinetics_400_categroies.txt) to map "
                                   "them to labels")
         return read_kinetics_split(path, root, classes, errors=errors)
-    from .something import read_something_split
 
     if path.suffix.lower() == ".json" and dataset != "ssv2":
         raise ListFormatError(f"{path}: JSON split files exist only for Something-Something V2")
@@ -146,9 +131,9 @@ def check_video_dataset(dataset: str, root: os.PathLike, lists: Optional[Sequenc
     """Check the lists of ``dataset`` (one of ``VIDEO_DATASETS``) over ``root``; decode every video (in
     ``workers`` processes if > 0). ``class_index``: class-index file(s) fixing names and label range."""
     if dataset not in VIDEO_DATASETS:
-        raise ValueError(f"dataset={dataset!r}; expected one of {VIDEO_DATASETS}")
+        raise ValueError(f"dataset={dataset!r}; expected one of {tuple(VIDEO_DATASETS)}")
     root = Path(root)
-    report = VideoReport(os.fspath(root), dataset, num_classes=DEFAULT_NUM_CLASSES[dataset],
+    report = VideoReport(os.fspath(root), dataset, num_classes=VIDEO_DATASETS[dataset].num_classes,
                          class_source=f"the {dataset} default; pass --class-index to check names and range")
     if not root.is_dir():
         report.add(root, "missing root", "no such folder")

@@ -31,7 +31,7 @@ def coco_paths(root: os.PathLike, split: str) -> Tuple[Path, Path]:
 
 def load_coco(ann_file: os.PathLike):
     """pycocotools ``COCO`` without its progress prints."""
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # lazy: pycocotools only where COCO data is read or scored
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(os.fspath(ann_file))
 

@@ -10,6 +10,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..engine.pose_protocol import box_to_center_scale
+
 KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
              "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
              "right_knee", "left_ankle", "right_ankle")
@@ -36,8 +38,6 @@ def load_instances(root: os.PathLike, split: str = "val", image_size=(192, 256),
                    det_bbox_thr: float = 0.0) -> List[Instance]:
     """Crops of a split: from the detection results (the published test, every person box with score >=
     ``det_bbox_thr``) or, with ``det_file=None``, from the ground-truth boxes of annotated people (training)."""
-    from ..engine.pose_protocol import box_to_center_scale
-
     root = Path(root)
     coco = json.loads(ann_file(root, split).read_text())
     images = {im["id"]: root / f"{split}2017" / im["file_name"] for im in coco["images"]}

@@ -86,7 +86,7 @@ SSV2_CODEC = ("webm", "libvpx-vp9", {"crf": "20", "b": "0", "deadline": "realtim
 def encode_video(frames: Sequence[np.ndarray], container_format: str, codec: str, fps: int,
                  options: Dict[str, str]) -> bytes:
     """Encode ``(H, W, 3)`` uint8 frames (even H, W) with PyAV, deterministically (bitexact, one thread)."""
-    import av
+    import av  # lazy: PyAV only when a video is encoded (keeps `uniformer --help` from loading it)
 
     h, w = frames[0].shape[:2]
     buf = io.BytesIO()
@@ -236,7 +236,7 @@ class _Writer:
         self.write(rel, text.encode())
 
     def manifest(self, dataset: str, params: dict, classes: list, extra: dict) -> dict:
-        import av
+        import av  # lazy: PyAV only when a video set is written
 
         manifest = {"dataset": dataset, "generator": __name__, "params": params, "classes": classes,
                     "encoder": {"av": av.__version__, **extra},

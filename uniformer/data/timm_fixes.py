@@ -1,4 +1,6 @@
 """Fixes for timm's augmentation ops under the pinned libraries (used by the image and the video recipes)."""
+from PIL import Image, ImageOps
+from timm.data import auto_augment
 
 
 def _posterize(img, bits_to_keep, **__):
@@ -8,8 +10,6 @@ def _posterize(img, bits_to_keep, **__):
     (Posterize level 2 -> 0 bits) and RandAugment ``inc1`` (PosterizeIncreasing at magnitude 10) request:
     without this a paper-recipe run dies in its first epochs with "bits must be between ... 1 and 8".
     """
-    from PIL import Image, ImageOps
-
     if bits_to_keep >= 8:
         return img
     if bits_to_keep <= 0:
@@ -19,8 +19,6 @@ def _posterize(img, bits_to_keep, **__):
 
 def patch_timm_posterize() -> None:
     """Route timm's Posterize / PosterizeIncreasing / PosterizeOriginal ops through ``_posterize`` (idempotent)."""
-    from timm.data import auto_augment
-
     for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
         if auto_augment.NAME_TO_OP.get(name) is auto_augment.posterize:
             auto_augment.NAME_TO_OP[name] = _posterize

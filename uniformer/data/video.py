@@ -263,7 +263,7 @@ def decode_video(path: PathLike, plan: Optional[Callable[[int, Optional[float]],
     Every frame is decoded unless ``plan(header_frames, fps)`` returns the last frame index a clip needs
     (computed from the container's declared frame count): decoding then stops there (``complete`` False).
     """
-    import av
+    import av  # lazy: PyAV only when a video is read (keeps `uniformer --help` and image runs from loading it)
 
     path = os.fspath(path)
     try:

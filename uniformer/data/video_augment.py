@@ -25,6 +25,10 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
+from timm.data.auto_augment import rand_augment_transform
+from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import str_to_pil_interp
 from torch.nn import functional as F
 
 from ..config import ConfigError
@@ -94,9 +98,6 @@ def apply_to_frames(transform: Callable, images: Sequence[Any]) -> List[Any]:
 def build_rand_augment(config: str, frame_hw: Tuple[int, int], interpolation: str = "bicubic"):
     """timm RandAugment with the hyper-parameters SlowFast's ``create_random_augment`` gives it (built once per
     config and frame size: its draws come from the global RNGs, the transform itself holds no state)."""
-    from timm.data.auto_augment import rand_augment_transform
-    from timm.data.transforms import str_to_pil_interp
-
     patch_timm_posterize()  # 'inc1' may ask Pillow 13 for 0-bit posterize
     hparams = {"translate_const": int(min(frame_hw) * 0.45)}
     if interpolation and interpolation != "random":
@@ -106,8 +107,6 @@ def build_rand_augment(config: str, frame_hw: Tuple[int, int], interpolation: st
 
 def rand_augment_frames(frames: np.ndarray, aug: ClipAugment) -> np.ndarray:
     """``(T, H, W, 3)`` uint8 -> the same, RandAugment'ed with one draw for the whole clip."""
-    from PIL import Image
-
     transform = build_rand_augment(aug.rand_augment, tuple(frames.shape[1:3]), aug.interpolation)
     out = apply_to_frames(transform, [Image.fromarray(f) for f in frames])
     return np.stack([np.asarray(img) for img in out])
@@ -154,8 +153,6 @@ def random_resized_crop(frames: torch.Tensor, size: int, scale: Tuple[float, flo
 def erase_clip(clip: torch.Tensor, aug: ClipAugment) -> torch.Tensor:
     """timm ``RandomErasing`` on a normalised ``(C, T, H, W)`` clip seen as ``(C*T, H, W)``: one box through
     every frame, per-pixel noise in ``pixel`` mode (the official ``RandomErasing(cube=True)``)."""
-    from timm.data.random_erasing import RandomErasing
-
     c, t, h, w = clip.shape
     erase = RandomErasing(aug.reprob, mode=aug.remode, max_count=aug.recount, num_splits=0, device="cpu")
     return erase(clip.reshape(c * t, h, w)).reshape(c, t, h, w)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..io import atomic_path
-from ..models.checkpoint import CheckpointError
+from ..models.checkpoint import (CheckpointError, _describe_mismatch, extract_state_dict, inflate_state_dict,
+                                read_checkpoint)
 
 FORMAT = "uniformer-train/1"
 
@@ -87,15 +88,11 @@ CLASSIFIER_PREFIXES = ("head.", "head_cls.", "aux_head.")
 
 def read_any_checkpoint(path: os.PathLike) -> Dict[str, Any]:
     """The raw contents of our or an official checkpoint (``.pth`` with ``weights_only=True``, ``.safetensors``)."""
-    from ..models.checkpoint import read_checkpoint
-
     return read_checkpoint(os.fspath(path))
 
 
 def checkpoint_state_dict(obj: Dict[str, Any], weights: str = "model") -> Tuple[Dict[str, torch.Tensor], str]:
     """(state dict, which weights) of a checkpoint object; see ``load_model_weights`` for ``weights``."""
-    from ..models.checkpoint import extract_state_dict
-
     key, taken = None, "weights"
     if is_training_checkpoint(obj):
         use_ema = weights == "ema" or (weights == "auto" and obj.get("model_ema") is not None
@@ -121,16 +118,12 @@ def load_model_weights(model: torch.nn.Module, source, weights: str = "model", a
     ``inflate``: ``mean`` / ``center`` turn the 2D weights of an image checkpoint into the 3D ones of a video
     model (``models.uniformer_video.inflate_state_dict``; mean is the official rule); 3D weights pass as they are.
     """
-    from ..models.checkpoint import _describe_mismatch
-
     path = source if isinstance(source, (str, os.PathLike)) else "checkpoint"
     obj = read_any_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
     state_dict, taken = checkpoint_state_dict(obj, weights)
     state_dict = dict(state_dict)
     inflated = ""
     if inflate:
-        from ..models.uniformer_video import inflate_state_dict
-
         before = {k: v.dim() for k, v in state_dict.items()}
         state_dict = dict(inflate_state_dict(state_dict, model, center=inflate == "center"))
         n = sum(1 for k, v in state_dict.items() if k in before and v.dim() != before[k])

@@ -20,7 +20,7 @@ MASK_THR = 0.5
 def to_coco_results(image_id: int, output: Mapping[str, torch.Tensor], categories: CategoryMap) -> List[dict]:
     """One image's model output (``boxes`` xyxy, ``scores``, ``labels``, optional ``masks`` (N, 1, H, W)) as
     COCO result entries."""
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # lazy: pycocotools only where COCO data is read or scored
     boxes = output["boxes"].detach().cpu().float()
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
     scores, labels = output["scores"].tolist(), output["labels"].tolist()
@@ -45,7 +45,7 @@ def evaluate_results(coco_gt, results: List[dict], iou_types: Iterable[str] = ("
     coco_gt: a pycocotools ``COCO`` or the path of an annotation file. image_ids: the images evaluated
     (default: all of ``coco_gt``); with no detection at all every AP is 0.
     """
-    from pycocotools.cocoeval import COCOeval
+    from pycocotools.cocoeval import COCOeval  # lazy: pycocotools only where COCO data is read or scored
     if not hasattr(coco_gt, "loadRes"):
         coco_gt = load_coco(coco_gt)
     out = {}

@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 
 WRAPPER_KEYS = ("model", "model_state", "state_dict", "model_ema", "state_dict_ema")
 # The DeiT and timm trainers store their argparse.Namespace next to the weights; it is plain data
@@ -29,7 +30,6 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file. Pass the path of a downloaded .pth file.")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
         return load_file(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):

@@ -1,10 +1,12 @@
 """Official dense checkpoints (mmdet / mmseg / mmpose layouts) -> our models' state dicts.
 
 ``CONVERTERS`` maps a config-name prefix to a function ``(state_dict, config_name) -> state_dict``; the
-longest matching prefix wins. Detection registers ``mask_rcnn_`` and ``cascade_mask_rcnn_`` here; the
-segmentation / pose modules register theirs (``upernet_``, ``fpn_``, ``top_down_``) with ``register``.
+longest matching prefix wins. Detection (``mask_rcnn_``, ``cascade_mask_rcnn_``), segmentation (``upernet_``,
+``fpn_``) and pose (``top_down_``) are registered at the end of this module, their modules imported at first use;
+other prefixes can be added with ``register``.
 ``BUILDERS`` maps the same prefixes to the model the converted dict loads into with ``strict=True``.
 """
+import importlib
 import re
 from typing import Callable, Dict, List, Tuple
 
@@ -119,36 +121,18 @@ def convert_cascade(state_dict: StateDict, config_name: str) -> StateDict:
     return apply_rules(state_dict, CASCADE_RULES)
 
 
-def _build_detector(config_name: str) -> torch.nn.Module:
-    from .detection import build_detector
-    return build_detector(config_name)
+def _lazy(module: str, name: str) -> Callable:
+    """``module.name`` (relative to this package), imported at its first call: building one kind of dense model
+    does not import the others' modules (detection pulls in torchvision's detection package)."""
+    def call(*args):
+        return getattr(importlib.import_module(module, __package__), name)(*args)
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
-register("mask_rcnn_", convert_mask_rcnn, _build_detector)
-register("cascade_mask_rcnn_", convert_cascade, _build_detector)
-
-
-# lazy imports: building a detector should not import the segmentation and pose modules, and vice versa
-def _seg_convert(state_dict: StateDict, config_name: str) -> StateDict:
-    from .segmentation import convert_segmentation_checkpoint
-    return convert_segmentation_checkpoint(state_dict, config_name)
-
-
-def _seg_build(config_name: str) -> torch.nn.Module:
-    from .segmentation import build_segmentor
-    return build_segmentor(config_name)
-
-
-def _pose_convert(state_dict: StateDict, config_name: str) -> StateDict:
-    from .pose import convert_pose_checkpoint
-    return convert_pose_checkpoint(state_dict, config_name)
-
-
-def _pose_build(config_name: str) -> torch.nn.Module:
-    from .pose import build_pose_model
-    return build_pose_model(config_name)
-
-
-register("upernet_", _seg_convert, _seg_build)
-register("fpn_", _seg_convert, _seg_build)
-register("top_down_", _pose_convert, _pose_build)
+register("mask_rcnn_", convert_mask_rcnn, _lazy(".detection", "build_detector"))
+register("cascade_mask_rcnn_", convert_cascade, _lazy(".detection", "build_detector"))
+for _prefix_name in ("upernet_", "fpn_"):
+    register(_prefix_name, _lazy(".segmentation", "convert_segmentation_checkpoint"),
+             _lazy(".segmentation", "build_segmentor"))
+register("top_down_", _lazy(".pose", "convert_pose_checkpoint"), _lazy(".pose", "build_pose_model"))

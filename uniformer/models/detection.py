@@ -200,6 +200,6 @@ def mask_rcnn(config_name: str, num_classes: int = 80) -> MaskRCNN:
 def build_detector(config_name: str, num_classes: int = 80) -> nn.Module:
     """Any official detection config: Mask R-CNN or Cascade Mask R-CNN."""
     if config_name.startswith("cascade_"):
-        from .cascade import cascade_mask_rcnn
+        from .cascade import cascade_mask_rcnn  # lazy: cascade imports this module (import cycle)
         return cascade_mask_rcnn(config_name, num_classes)
     return mask_rcnn(config_name, num_classes)

@@ -11,11 +11,13 @@ Resolution (and frames) are inputs; the published checkpoints are pretrained tag
 """
 from typing import Dict
 
+import timm
 import torch.nn as nn
 from timm.models import build_model_with_cfg, register_model
 from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import FeatureGetterNet
 
+from ..reference import VIDEO_DATASETS
 from .backbone import UniFormer
 from .catalog import manifest_model_name
 from .cfgs import generate_default_cfgs_from_paper, refuse_download
@@ -242,7 +244,8 @@ def build_dense(size: str, attention: str = "global", window_size: int = 14, out
 
 def _video_stem(name: str) -> Dict:
     """``uniformer_small_k400`` -> uniformer_small_video, 400 classes; the light flavours by their class name."""
-    for suffix, classes in (("_k400", 400), ("_sthv2", 174)):
+    for suffix, classes in (("_k400", VIDEO_DATASETS["kinetics400"].num_classes),
+                            ("_sthv2", VIDEO_DATASETS["ssv2"].num_classes)):
         if name.endswith(suffix):
             return dict(name=name[:-len(suffix)] + "_video", num_classes=classes)
     light = {"uniformer_xxs_light": ("uniformer_xxs_video", False), "uniformer_xxs_fp32": ("uniformer_xxs_video", True),
@@ -259,8 +262,6 @@ def build_official(stem: str, **kwargs) -> nn.Module:
     ``det_`` / ``seg_`` / ``pose_uniformer_<size>_<global|h14|h32|w32|light>`` (dense backbones: ``hNN`` hybrid
     with window NN, ``wNN`` windows of NN in every stage-3 block; pose returns only the last stage).
     """
-    import timm
-
     task, _, rest = stem.partition("_")
     if task == "video":
         args = _video_stem(rest)

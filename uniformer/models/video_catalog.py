@@ -22,13 +22,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from timm.models import generate_default_cfgs
 
-from ..reference import primary_rows
+from ..reference import VIDEO_DATASETS, primary_rows
 from .catalog import TaggedEntry
 from .cfgs import UniFormerPretrainedCfg
 
-VIDEO_TASKS = ("kinetics400", "kinetics600", "ssv1", "ssv2")
-TASK_ABBREV = {"kinetics400": "k400", "kinetics600": "k600", "ssv1": "ssv1", "ssv2": "ssv2"}
-TASK_NUM_CLASSES = {"kinetics400": 400, "kinetics600": 600, "ssv1": 174, "ssv2": 174}
+VIDEO_TASKS = tuple(VIDEO_DATASETS)
 LIGHT_VIDEO_MODELS = ("uniformer_xxs", "uniformer_xs")
 # SlowFast DATA.MEAN / DATA.STD (slowfast/config/defaults.py), on [0, 1] RGB frames
 VIDEO_MEAN = (0.45, 0.45, 0.45)
@@ -58,12 +56,12 @@ def video_registered_name(row: Dict[str, str]) -> str:
 def video_pretrained_tag(row: Dict[str, str]) -> str:
     frames = int(row["input_frames"])
     res = int(row["resolution"].split("x")[0])
-    tag = TASK_ABBREV[row["task"]] + "_" + (f"{frames}x{row['sampling_stride']}" if row["sampling_stride"]
-                                            else f"{frames}f")
+    tag = VIDEO_DATASETS[row["task"]].tag + "_" + (f"{frames}x{row['sampling_stride']}" if row["sampling_stride"]
+                                                   else f"{frames}f")
     if res != 224:
         tag += f"_{res}"
     if row["task"] in ("ssv1", "ssv2"):
-        tag += "_from_" + {"Kinetics-400": "k400", "Kinetics-600": "k600"}[row["pretrain"]]
+        tag += "_from_" + {d.title: d.tag for d in VIDEO_DATASETS.values()}[row["pretrain"]]
     return tag
 
 
@@ -102,13 +100,13 @@ class VideoEntry(TaggedEntry):
         _, t, h, _ = self.input_size
         stride = f"x{self.row['sampling_stride']}" if self.row["sampling_stride"] else ""
         pre = f" (from {self.row['pretrain']})" if self.row["task"] in ("ssv1", "ssv2") else ""
-        return f"{self.row['model_label']} {TASK_ABBREV[self.row['task']]} {t}{stride}@{h}{pre}"
+        return f"{self.row['model_label']} {VIDEO_DATASETS[self.row['task']].tag} {t}{stride}@{h}{pre}"
 
 
 def _entry(row: Dict[str, str]) -> VideoEntry:
     res = int(row["resolution"].split("x")[0])
     return VideoEntry(video_registered_name(row), video_pretrained_tag(row), (3, int(row["input_frames"]), res, res),
-                      TASK_NUM_CLASSES[row["task"]], _attn_fp32(row), dict(row))
+                      VIDEO_DATASETS[row["task"]].num_classes, _attn_fp32(row), dict(row))
 
 
 def video_entries(task: Optional[str] = None) -> List[VideoEntry]:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .. import io
 from ..config import ConfigError, active_profile, apply_overrides, load_params, section
+from ..provenance import stamp
 from ..tasks import TableSpec, get_dataset, tables
 from ..tracking import start_run
 from .flops import count_flops, count_params, head_gmacs
@@ -130,8 +131,6 @@ def resolve_config(args) -> Tuple[str, Dict]:
              "fold_bn": args.fold_bn, "compile": args.compile, "batch_sizes": args.batch_sizes, "train": args.train,
              "max_seconds_per_model": args.budget}
     cfg.update({k: v for k, v in flags.items() if v is not None})
-    from ..provenance import stamp
-
     cfg["provenance"] = stamp("profile", params, profile, [args.task] + list(args.set) + [
         f"{k}={v}" for k, v in flags.items() if v is not None])  # what the flags changed makes another result
     if not cfg.get("batch_sizes"):
@@ -323,7 +322,7 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
                            for p in precisions}
     machine["gemm"] = {p: max(machine["gemm_start"][p], machine["gemm_end"][p], key=lambda g: g["gflops_per_s"])
                        for p in precisions}
-    rows, notes = build_rows(results, precisions, machine["gemm"], cfg["flops_tolerance_pct"])
+    rows, notes = build_rows(task, results, precisions, machine["gemm"], cfg["flops_tolerance_pct"])
     if not args.no_mlflow:
         for e, row in zip(entries, rows):
             _log_mlflow(table, e, row, notes, profile, cfg)
@@ -331,7 +330,7 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
     header = _header(machine, cfg, profile, modes, started, wall)
     legend = [s.format(tol=cfg["flops_tolerance_pct"], rate=task.profile_rate, noun=task.profile_noun)
               for s in list(task.profile_legend) + COMMON_LEGEND]
-    md = render_markdown(rows, notes, precisions, header, title, legend)
+    md = render_markdown(task, rows, notes, precisions, header, title, legend)
     io.write_text(args.out_dir / f"{stem}.md", md)
     io.write_text(args.out_dir / f"{stem}.csv", render_csv(rows))
     if args.json:

@@ -3,9 +3,12 @@
 Pure functions of the measured results (no timing here), so the table code is unit-tested on
 fabricated results. Published numbers come only from the entry's paper_results.csv row.
 
-Video results (those with ``views``) are compared per view (one clip, one crop: what one forward pass
-costs) and in total over the test views, since the README publishes the total; params are not published
-for video, so their absence is not a problem there.
+What differs between kinds of input is asked of the task (``uniformer.tasks``): which published GFLOPs
+column one forward pass is compared with (``gflops_column``), whether params are published
+(``params_published``), the row's input fields and further FLOPs checks (``profile_row_fields``,
+``profile_totals``, ``profile_row_extra``) and the cells describing them (``profile_cells``). Video, for
+example, is compared per view (one clip, one crop: what one forward pass costs) and in total over the test
+views, since the README publishes the total.
 """
 import csv
 import io
@@ -84,45 +87,37 @@ def _speed_columns(precision: str, t: Optional[Dict], gmacs: float, gemm_rate: O
     return cols
 
 
-def build_rows(results: Sequence[Dict], precisions: Sequence[str], gemm: Dict[str, Dict],
+def build_rows(task, results: Sequence[Dict], precisions: Sequence[str], gemm: Dict[str, Dict],
                tol_pct: float) -> Tuple[List[Dict[str, object]], List[str]]:
-    """Flat report rows and the numbered notes they cite.
+    """Flat report rows of ``task``'s results and the numbered notes they cite.
 
-    Each result: ``entry`` (name), ``label``, ``model``, ``tag``, ``img_size``, ``row`` (the
-    paper_results.csv dict), ``params`` (count), ``gmacs`` (fvcore multiply-adds, G) and
-    ``timing[precision]`` (``profile_inference`` output plus ``status``/``reason``/``mode``, or absent).
-    Video results have ``task``, ``input_size`` (3, T, H, W), ``views`` and ``gmacs`` per view instead of
-    ``img_size``, and ``timing_shared_with`` (the entry whose measurement they reuse) where that applies;
-    their rows add frames, views, total GFLOPs (ours: per view x views) and the sharing.
+    Each result: ``entry`` (name), ``label``, ``model``, ``tag``, the task's ``profile_fields`` (images:
+    ``img_size``; video: ``task``, ``input_size`` (3, T, H, W), ``views``), ``row`` (the paper_results.csv
+    dict), ``params`` (count), ``gmacs`` (fvcore multiply-adds of one forward pass, G),
+    ``timing[precision]`` (``profile_inference`` output plus ``status``/``reason``/``mode``, or absent) and
+    ``timing_shared_with`` (the entry whose measurement it reuses) where that applies. The task adds its
+    fields to a row: what the input is, further FLOPs checks (video: per view x views against the published
+    total) and the sharing.
     """
     rows, notes = [], []
     for r in results:
-        row_pub, video = r["row"], "views" in r
+        row_pub = r["row"]
         pub_p = _num(row_pub.get("params_m"))
-        pub_f = _num(row_pub.get("gflops_per_view" if video else "gflops"))
+        pub_f = _num(row_pub.get(task.gflops_column))
         params_m = r["params"] / 1e6
         dp, df = delta_pct(params_m, pub_p), delta_pct(r["gmacs"], pub_f)
-        total = {}
-        if video:
-            pub_t, ours_t = _num(row_pub.get("gflops")), r["gmacs"] * r["views"]
-            total = {"gflops_total_published": pub_t, "gflops_total": ours_t,
-                     "gflops_total_delta_pct": delta_pct(ours_t, pub_t)}
+        total, total_delta = task.profile_totals(r)
         note = (row_pub.get("notes") or "").strip()
         n = notes.index(note) + 1 if note in notes else len(notes) + 1
-        text, cite = verdict(dp, df, note, tol_pct, n, total.get("gflops_total_delta_pct"), not video)
+        text, cite = verdict(dp, df, note, tol_pct, n, total_delta, task.params_published)
         if cite and note not in notes:
             notes.append(note)
-        row = {"entry": r["entry"], "label": r["label"], "model": r["model"], "tag": r["tag"]}
-        if video:
-            _, frames, height, _ = r["input_size"]
-            row.update(task=r["task"], frames=frames, resolution=height, views=r["views"])
-        else:
-            row["resolution"] = r["img_size"]
+        row = {"entry": r["entry"], "label": r["label"], "model": r["model"], "tag": r["tag"],
+               **task.profile_row_fields(r)}
         row.update({"params_m_published": pub_p, "params_m": params_m, "params_delta_pct": dp,
                     "gflops_published": pub_f, "gflops": r["gmacs"], "gflops_delta_pct": df, **total,
-                    "verdict": text, "note": n if cite else None, "top1_published": _num(row_pub.get("top1"))})
-        if video:
-            row["timing_shared_with"] = r.get("timing_shared_with")
+                    "verdict": text, "note": n if cite else None, "top1_published": _num(row_pub.get("top1")),
+                    **task.profile_row_extra(r)})
         for p in precisions:
             row.update(_speed_columns(p, r.get("timing", {}).get(p), r["gmacs"],
                                       (gemm.get(p) or {}).get("gflops_per_s")))
@@ -150,25 +145,20 @@ def _pct(v):
     return "–" if v is None else f"{v:+.1f}%"
 
 
-def _gflops_cell(r: Dict, key: str) -> str:
+def gflops_cell(r: Dict, key: str) -> str:
+    """``published / ours / Δ`` of the row's ``key`` GFLOPs (``<key>_published``, ``<key>_delta_pct``)."""
     return f"{_f(r[f'{key}_published'], '{:g}')} / {r[key]:.2f} / {_pct(r[f'{key}_delta_pct'])}"
 
 
-def _lead_cells(r: Dict, i: int) -> Dict[str, str]:
-    """Column header -> cell for everything before the speed columns (image or video row)."""
-    cells = {"#": str(i), "Entry": f"{r['label']} (`{r['entry']}`)"}
-    cells.update({"Frames × res": f"{r['frames']} × {r['resolution']}"} if "views" in r
-                 else {"Res": str(r["resolution"])})
-    cells["Params M (pub / ours / Δ)"] = (f"{_f(r['params_m_published'], '{:g}')} / {r['params_m']:.2f} / "
-                                          f"{_pct(r['params_delta_pct'])}")
-    if "views" in r:
-        cells.update({"GFLOPs per view (pub / ours / Δ)": _gflops_cell(r, "gflops"), "Views": str(r["views"]),
-                      "GFLOPs total (pub / ours × views / Δ)": _gflops_cell(r, "gflops_total"),
-                      "Timing": f"as `{r['timing_shared_with']}`" if r.get("timing_shared_with") else "own"})
-    else:
-        cells["GFLOPs (pub / ours / Δ)"] = _gflops_cell(r, "gflops")
-    cells["Verdict"] = r["verdict"]
-    return cells
+def params_cell(r: Dict) -> str:
+    return f"{_f(r['params_m_published'], '{:g}')} / {r['params_m']:.2f} / {_pct(r['params_delta_pct'])}"
+
+
+def _lead_cells(task, r: Dict, i: int) -> Dict[str, str]:
+    """Column header -> cell for everything before the speed columns (the task's cells between the entry and
+    the verdict)."""
+    return {"#": str(i), "Entry": f"{r['label']} (`{r['entry']}`)", **task.profile_cells(r),
+            "Verdict": r["verdict"]}
 
 
 def _speed_cells(r: Dict, p: str) -> List[str]:
@@ -183,26 +173,26 @@ def _speed_cells(r: Dict, p: str) -> List[str]:
             f"{r[f'{p}_gflops_s']:.3g} ({'–' if frac is None else f'{100 * frac:.0f}%'})"]
 
 
-def render_markdown(rows: Sequence[Dict[str, object]], notes: Sequence[str], precisions: Sequence[str],
+def render_markdown(task, rows: Sequence[Dict[str, object]], notes: Sequence[str], precisions: Sequence[str],
                     header: Dict[str, str], title: str, legend: Sequence[str] = ()) -> str:
     """The report: title, a key/value header (machine, GEMM rates, settings), the table, legend and notes.
 
-    Video rows (with ``views``) get frames, GFLOPs per view and in total, and clips/s instead of img/s.
+    The task's cells describe the input and its FLOPs checks (``profile_cells``); speeds are in its
+    ``profile_rate`` (img/s, clips/s).
     """
     out = [f"# {title}", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in header.items()]
-    video = any("views" in r for r in rows)
-    cols = list(_lead_cells(rows[0], 1)) if rows else ["#", "Entry", "Res", "Params M (pub / ours / Δ)",
-                                                       "GFLOPs (pub / ours / Δ)", "Verdict"]
-    unit = "clips" if video else "img"
+    cols = list(_lead_cells(task, rows[0], 1)) if rows else ["#", "Entry", "Res", "Params M (pub / ours / Δ)",
+                                                             "GFLOPs (pub / ours / Δ)", "Verdict"]
+    rate = task.profile_rate
     for p in precisions:
-        cols += [f"{p} {unit}/s (batch)", f"{p} latency ms", f"{p} GFLOP/s (% GEMM)"]
+        cols += [f"{p} {rate} (batch)", f"{p} latency ms", f"{p} GFLOP/s (% GEMM)"]
     has_train = any(f"{p}_train_img_s" in r for r in rows for p in precisions)
     if has_train:
-        cols += [f"{p} train {unit}/s (batch)" for p in precisions]
+        cols += [f"{p} train {rate} (batch)" for p in precisions]
     out += ["", "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for i, r in enumerate(rows, 1):
-        cells = list(_lead_cells(r, i).values())
+        cells = list(_lead_cells(task, r, i).values())
         for p in precisions:
             cells += _speed_cells(r, p)
         if has_train:

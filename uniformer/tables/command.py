@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import io
 from ..config import active_profile, load_params, section
+from ..provenance import stale_reason
 from .gate import compare, current_snapshot, format_table
 from .report import build_table, load_results, plot_accuracy_vs_gflops, render_csv, render_latex, render_markdown
 from .spec import RESULTS, TABLES, get_table
@@ -66,8 +67,6 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 def stale_results(spec, settings: str, root: Path, params) -> dict:
     """{result file: why} for the table's eval and profile results this checkout would not have written."""
-    from ..provenance import stale_reason
-
     stale = {}
     for entry in (e.name for e in spec.entries()):
         path = spec.eval_dir(entry, settings, root) / "metrics.json"
