@@ -31,6 +31,7 @@ from timm.models import get_pretrained_cfg
 
 from ..config import PROJECT_ROOT, ConfigError
 from ..data.loader import stack
+from ..profiling.report import gflops_cell, params_cell
 
 RESULTS = Path("results")
 PLUGINS_ENV = "UNIFORMER_PLUGINS"  # comma-separated modules imported after the built-in tasks
@@ -170,6 +171,25 @@ class Task:
     def profile_fields(self, entry) -> Dict[str, Any]:
         """The task's own fields of a profile result (see ``profiling.report.build_rows``)."""
         return {}
+
+    # profile report rows (``profiling.report``): by default one image per forward pass, compared with the
+    # published figures (the video task adds frames and test views)
+    def profile_row_fields(self, result):
+        """The row's fields describing the input of one profile result (after entry, label, model, tag)."""
+        return {"resolution": result.get("img_size")}
+
+    def profile_totals(self, result):
+        """FLOPs checks beyond one forward pass: (row fields after the GFLOPs ones, their Δ % for the verdict)."""
+        return {}, None
+
+    def profile_row_extra(self, result):
+        """The row's fields after the verdict and published top-1 (before the speed columns)."""
+        return {}
+
+    def profile_cells(self, row):
+        """The profile report's cells between the entry and the verdict: header -> text."""
+        return {"Res": str(row["resolution"]), "Params M (pub / ours / Δ)": params_cell(row),
+                "GFLOPs (pub / ours / Δ)": gflops_cell(row, "gflops")}
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

@@ -16,7 +16,6 @@ from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
 from ..data.synth_imagenet import write_synthetic_imagenet
 from ..data.transforms import build_eval_transform, build_train_transform, eval_data_config, train_img_size
 from ..models.catalog import imagenet_entries
-from ..profiling.report import gflops_cell, params_cell
 from .base import Column, DataAction, DatasetSpec, TableSpec, register_dataset, register_table, register_task
 from .classification import ClassificationTask, accuracy_columns, speed_columns
 
@@ -104,25 +103,6 @@ class ImageClassification(ClassificationTask):
 
     def profile_fields(self, entry):
         return {"img_size": entry.img_size}
-
-    # profile report rows (``profiling.report``): one input per forward pass, compared with the published figures.
-    # TODO(issue 10): these are the defaults every task should inherit; move them to ``tasks.base.Task``.
-    def profile_row_fields(self, result):
-        """The row's fields describing the input of one profile result (after entry, label, model, tag)."""
-        return {"resolution": result["img_size"]}
-
-    def profile_totals(self, result):
-        """FLOPs checks beyond one forward pass: (row fields after the GFLOPs ones, their Δ % for the verdict)."""
-        return {}, None
-
-    def profile_row_extra(self, result):
-        """The row's fields after the verdict and published top-1 (before the speed columns)."""
-        return {}
-
-    def profile_cells(self, row):
-        """The profile report's cells between the entry and the verdict: header -> text."""
-        return {"Res": str(row["resolution"]), "Params M (pub / ours / Δ)": params_cell(row),
-                "GFLOPs (pub / ours / Δ)": gflops_cell(row, "gflops")}
 
 
 # --- `uniformer data synth|check imagenet` ---------------------------------------------------------------------
