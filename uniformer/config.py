@@ -46,6 +46,12 @@ def active_profile(params: Dict[str, Any], profile: Optional[str] = None) -> str
             or params.get("settings", "smoke"))
 
 
+def add_settings_argument(p) -> None:
+    """``--settings smoke|paper`` (``--profile``: its old name), read by ``active_profile``."""
+    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
+                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
+
+
 def section(params: Dict[str, Any], name: str, profile: str, table: Optional[str] = None) -> Dict[str, Any]:
     """The resolved ``params[name][table][profile]`` (or ``params[name][profile]``) as a fresh dict."""
     node = params.get(name)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..config import active_profile, load_params
+from ..config import active_profile, add_settings_argument, load_params
 from ..io import write_text
 from ..tables.spec import TABLES
 from ..workflow import STEPS, check_file, commands, shell
@@ -18,8 +18,7 @@ from ..workflow import STEPS, check_file, commands, shell
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("step", choices=STEPS)
     p.add_argument("table", choices=sorted(TABLES))
-    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
-                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
+    add_settings_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the command lines, run nothing")
 
 

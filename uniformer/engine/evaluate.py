@@ -30,10 +30,11 @@ from typing import Any, Dict, Optional
 import torch
 from tqdm import tqdm
 
-from ..config import ConfigError, active_profile, load_params, section
+from ..config import ConfigError, active_profile, add_settings_argument, load_params, section
 from ..data.loader import build_loader
 from ..io import write_json, write_text
 from ..profiling.optimize import optimize_for_inference
+from ..provenance import stamp
 from ..tasks import Task, data_source, dataset_names, get_dataset, open_data
 from ..tracking import start_run
 from .checkpointing import checkpoint_state_dict, is_training_checkpoint, load_model_weights, read_any_checkpoint
@@ -46,8 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="our last.pth / best.pth, or an official checkpoint")
     p.add_argument("--model", help="registered model name, video: with its published tag (default: the one "
                                    "recorded in our checkpoint)")
-    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
-                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
+    add_settings_argument(p)
     p.add_argument("--data-root", help="data set root (default: params.yaml data.<dataset>.<profile>.root)")
     p.add_argument("--out", help="output folder (default: results/eval/<table>/<model>/<profile>)")
     p.add_argument("--class-index", nargs="+", metavar="FILE",
@@ -80,8 +80,6 @@ def run(args) -> int:
     data_cfg = section(params, "data", profile, args.dataset)
     if args.class_index:
         data_cfg["class_index"] = [str(Path(p).absolute()) for p in args.class_index]
-    from ..provenance import stamp
-
     flags = [f"{k}={getattr(args, k)}" for k in vars(args) if k in cfg and getattr(args, k) is not None]
     provenance = stamp("eval", params, profile, args.dataset, flags + [f"class_index={args.class_index}"] * bool(
         args.class_index))

@@ -31,8 +31,25 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..data.loader import stack
+import numpy as np
+import torch
+import yaml
+from timm.data.distributed_sampler import RepeatAugSampler
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import ConfigError, active_profile, add_settings_argument, code_fingerprint, config_hash, load_params
+from ..data.loader import CheckedDataset, CollateChecked, build_loader, stack
+from ..io import write_json, write_text
+from ..provenance import stamp
 from ..tasks import data_source, dataset_names, get_dataset, open_data
+from ..tracking import start_run
+from . import distributed as D
+from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint, restore_rng_state,
+                            save_checkpoint)
+from .evaluate import evaluate_counts
+from .recipe import (autocast_dtype, build_ema, build_optimizer, build_scheduler, global_batch, has_token_labelling,
+                     resolve_train_config, scaled_lr)
 
 
 def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
@@ -56,8 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", choices=dataset_names(), help="data set (and recipe) to train on")
     p.add_argument("--model", help="registered model name, optionally with a tag (uniformer_small_tl.in1k_384); "
                                    "default: the profile's model")
-    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
-                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
+    add_settings_argument(p)
     p.add_argument("--data-root", help="data set root (default: params.yaml data.<table>.<profile>.root)")
     p.add_argument("--out", help="output folder (default: results/train/<table>/<model>/<profile>)")
     p.add_argument("--resume", action="store_true",
@@ -74,14 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..config import active_profile, load_params
-    from .recipe import resolve_train_config
-
     params = load_params(args.params)
     profile = active_profile(params, args.profile)
     cfg = resolve_train_config(params, args.dataset, profile, args.model, args.overrides)
-    from ..provenance import stamp
-
     train(cfg, dataset=args.dataset, profile=profile, data_root=args.data_root, out=args.out, resume=args.resume,
           init_checkpoint=args.checkpoint, stop_after_epoch=args.stop_after_epoch, device=args.device,
           progress=not args.no_progress, provenance=stamp("train", params, profile, args.dataset, args.overrides))
@@ -94,9 +105,6 @@ def default_out(table: str, model: str, profile: str) -> Path:
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -125,17 +133,11 @@ class _Shard:
 def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, epoch: int, collate=stack):
     """The loader of one epoch: order and worker seeds are functions of ``epoch_seed`` (and the rank);
     ``collate``: the task's batching (``Task.collate``)."""
-    from ..data.loader import build_loader
-
     bs, workers = int(cfg["batch_size"]), int(cfg["workers"])
     if cfg.get("repeated_aug"):
         # Repeated augmentation (DeiT's RASampler = timm's RepeatAugSampler), 3 repeats per image.
-        from timm.data.distributed_sampler import RepeatAugSampler
-        from torch.utils.data import DataLoader
 
-        from ..data.loader import CheckedDataset, CollateChecked
 
-        import torch
 
         # the sampler shuffles with a generator seeded by its "epoch": give it the epoch's loader seed
         sampler = RepeatAugSampler(dataset, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
@@ -158,17 +160,12 @@ def make_train_loader(dataset, cfg: Dict[str, Any], epoch_seed: int, dist_info, 
 def _resume_key(cfg: Dict[str, Any]) -> str:
     """What a checkpoint must have been made with to be continued: the recipe (not where the data lies) and the
     training code. Anything else is a different run, and continuing it would return the old one's results."""
-    from ..config import code_fingerprint, config_hash
-
     recipe = {**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "root"}}
     return f"recipe {config_hash(recipe)}, code {code_fingerprint()}"
 
 
 def _resumable(path: Path, resume_key: str, world: int):
     """``(checkpoint or None, why)``: continue ``path`` only if the same recipe and code wrote it."""
-    from ..config import ConfigError
-    from .checkpointing import load_training_checkpoint
-
     if not path.is_file():
         return None, "no checkpoint yet, starting a new run"
     ckpt = load_training_checkpoint(path)
@@ -187,21 +184,6 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
           stop_after_epoch: Optional[int] = None, device: str = "auto", progress: bool = True,
           provenance: Optional[Dict[str, str]] = None) -> Optional[Dict[str, Any]]:
     """Train with the resolved ``cfg``; returns the final metrics (None if stopped early by ``stop_after_epoch``)."""
-    import torch
-    import yaml
-    from tqdm import tqdm
-
-    from ..config import ConfigError
-    from ..data.loader import build_loader
-    from ..io import write_json, write_text
-    from ..tracking import start_run
-    from . import distributed as D
-    from .evaluate import evaluate_counts
-    from .checkpointing import (capture_rng_state, load_model_weights,
-                                restore_rng_state, save_checkpoint)
-    from .recipe import (autocast_dtype, build_ema, build_optimizer, build_scheduler, global_batch,
-                         has_token_labelling, scaled_lr)
-
     t_start = time.perf_counter()
     table, task = get_dataset(dataset).table, get_dataset(dataset).task
     primary = task.metrics[0]  # higher is better: picks best.pth
@@ -402,11 +384,6 @@ def _train_one_epoch(task, net, model, loader, loss_fn, optimizer, scheduler, sc
                      amp_dtype, accum, epoch, total_epochs, show) -> Dict[str, float]:
     """One pass over ``loader`` with gradient accumulation; updates ``state['num_updates']``. The task moves a
     batch to the device and computes its loss (``Task.to_device``, ``Task.train_loss``)."""
-    import torch
-    from tqdm import tqdm
-
-    from .distributed import active
-
     net.train()
     n_steps = len(loader)
     clip = cfg.get("clip_grad")
@@ -420,7 +397,7 @@ def _train_one_epoch(task, net, model, loader, loss_fn, optimizer, scheduler, sc
         group_start = (step // accum) * accum
         group = min(accum, n_steps - group_start)
         boundary = step + 1 == group_start + group
-        sync = net.no_sync() if (active() and not boundary and hasattr(net, "no_sync")) else nullcontext()
+        sync = net.no_sync() if (D.active() and not boundary and hasattr(net, "no_sync")) else nullcontext()
         with sync:
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss, bs = task.train_loss(net, inputs, targets, loss_fn, mixup_fn)

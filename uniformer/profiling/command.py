@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .. import io
-from ..config import ConfigError, active_profile, apply_overrides, load_params, section
+from ..config import ConfigError, active_profile, add_settings_argument, apply_overrides, load_params, section
 from ..provenance import stamp
 from ..tasks import TableSpec, get_dataset, tables
 from ..tracking import start_run
@@ -76,8 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="loader: worker counts to sweep")
     p.add_argument("--img-size", type=int, default=224, help="loader: training crop size")
     p.add_argument("--out-dir", type=Path, default=Path("reports"), help="report folder (default reports)")
-    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
-                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
+    add_settings_argument(p)
     p.add_argument("--models", nargs="+", metavar="NAME",
                    help="only these registered models or entries (e.g. uniformer_small uniformer_base_tl.in1k_384 "
                         "uniformer_small_video.k400_16x4)")

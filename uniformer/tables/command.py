@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import io
-from ..config import active_profile, load_params, section
+from ..config import active_profile, add_settings_argument, load_params, section
 from ..provenance import stale_reason
 from .gate import compare, current_snapshot, format_table
 from .report import build_table, load_results, plot_accuracy_vs_gflops, render_csv, render_latex, render_markdown
@@ -19,8 +19,7 @@ def _table_cfg(table: str, profile: str):
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", choices=sorted(TABLES))
-    p.add_argument("--settings", "--profile", dest="profile", help="smoke | paper: the settings of params.yaml "
-                   "(default: its `settings` key or $UNIFORMER_SETTINGS; --profile is the old name)")
+    add_settings_argument(p)
     p.add_argument("--results", type=Path, default=RESULTS, help="results root (default results/)")
     p.add_argument("--out-dir", type=Path, default=Path("reports"), help="where the tables go (default reports/)")
 
