@@ -13,6 +13,7 @@ from uniformer.data import token_labels as TL
 from uniformer.engine import recipe as R
 from uniformer.models.heads import unmix_tokens
 from uniformer.tasks.classification import TrainLoss
+from uniformer.tasks.image_classification import token_labels_field
 
 
 def test_map_file_round_trip_in_the_official_format(tmp_path):
@@ -116,6 +117,7 @@ def test_recipe_keeps_the_aux_head_only_with_maps():
     params = load_params()
     plain = R.resolve_train_config(params, "imagenet", "paper", "uniformer_small_tl")
     assert plain["token_label"] is None and plain["model_kwargs"]["head"] == "linear"
+    assert token_labels_field(plain) == {"token_labels": "none, aux head dropped"}  # metrics.json, table row
     smoke = R.resolve_train_config(params, "imagenet", "smoke", "uniformer_small_tl")
     assert smoke["token_label"]["root"] and "head" not in smoke["model_kwargs"]
     with pytest.raises(ConfigError, match="RandAugment"):
@@ -137,6 +139,13 @@ def test_tiny_training_run_with_maps_lowers_the_loss(tmp_path):
     cfg["data"].update(root=str(tmp_path / "d"), synth=None)
     result = train(cfg, out=str(tmp_path / "run"), progress=False, device="cpu")
     assert len(list((tmp_path / "maps").rglob("*.pt"))) == 24
-    assert result["token_labels"].startswith("maps at")
+    assert result["token_labels"] == "maps"
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < losses[0], losses
+    # evaluated with its auxiliary head (class logits + 0.5 x the strongest token's), and the row says so
+    from uniformer.engine.evaluate import evaluate
+    ev_cfg = {"batch_size": 8, "workers": 0, "precision": "fp32", "channels_last": False, "compile": False,
+              "img_size": None, "crop_pct": None}
+    m = evaluate(str(tmp_path / "run" / "last.pth"), ev_cfg, {"root": str(tmp_path / "d")}, out=str(tmp_path / "e"),
+                 progress=False)
+    assert m["token_labels"] == "maps" and m["samples"] == 6

@@ -79,10 +79,7 @@ class ImageData:
 
     def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
         """What config.yaml / metrics.json record of the training input beyond the recipe."""
-        tl = cfg.get("token_label")
-        return {"img_size": train_img_size(cfg, model),
-                "token_labels": f"maps at {tl['root']}" if tl else
-                ("none: auxiliary head and MixToken dropped" if is_token_label_model(cfg["model"]) else "n/a")}
+        return {"img_size": train_img_size(cfg, model), **token_labels_field(cfg)}
 
     def test_set(self, eval_cfg, model, classes, train_cfg):
         """(val set with the published eval transform, its protocol) at ``img_size`` (eval, else training)."""
@@ -91,13 +88,21 @@ class ImageData:
         ds.transform = build_eval_transform(model, img_size, eval_cfg.get("crop_pct"))
         conf = eval_data_config(model, img_size, eval_cfg.get("crop_pct"))
         return ds, {"img_size": int(conf["input_size"][-1]), "crop_pct": conf["crop_pct"],
-                    "interpolation": conf["interpolation"]}
+                    "interpolation": conf["interpolation"], **token_labels_field(train_cfg)}
 
     def manifest(self) -> str:
         return dataset_manifest_hash(self.root)
 
 
 TOKEN_LABEL_KEYS = ("root", "dense_weight", "synth")
+
+
+def token_labels_field(train_cfg: Dict[str, Any]) -> Dict[str, str]:
+    """How a token-labelling model of ours was trained (metrics.json and the table's model column); {} otherwise."""
+    if not train_cfg.get("model") or not is_token_label_model(train_cfg["model"]):
+        return {}
+    tl = train_cfg.get("token_label")
+    return {"token_labels": "maps" if tl else "none, aux head dropped"}
 
 
 class ImageClassification(ClassificationTask):
