@@ -149,3 +149,21 @@ def test_tiny_training_run_with_maps_lowers_the_loss(tmp_path):
     m = evaluate(str(tmp_path / "run" / "last.pth"), ev_cfg, {"root": str(tmp_path / "d")}, out=str(tmp_path / "e"),
                  progress=False)
     assert m["token_labels"] == "maps" and m["samples"] == 6
+
+
+def test_table_model_column_says_how_a_tl_model_was_trained(tmp_path):
+    import json
+
+    from uniformer.tables.report import build_table, load_results
+    from uniformer.tables.spec import get_table
+
+    spec = get_table("imagenet")
+    for entry, how in (("uniformer_small_tl.in1k", "maps"), ("uniformer_base_tl.in1k", "none, aux head dropped")):
+        d = spec.eval_dir(entry, "smoke", tmp_path)
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"top1": 50.0, "top5": 90.0, "data_source": "synthetic-smoke",
+                                                    "token_labels": how}))
+    rows, _ = build_table(spec, load_results(spec, "smoke", tmp_path), {"flops_pct": 3.5, "top1": 0.5})
+    by = {r["entry"]: r["model"] for r in rows}
+    assert by["uniformer_small_tl.in1k"].endswith("[token labels: maps]")
+    assert by["uniformer_base_tl.in1k"].endswith("[token labels: none, aux head dropped]")
