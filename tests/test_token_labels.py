@@ -139,6 +139,7 @@ def test_tiny_training_run_with_maps_lowers_the_loss(tmp_path):
     cfg["data"].update(root=str(tmp_path / "d"), synth=None)
     result = train(cfg, out=str(tmp_path / "run"), progress=False, device="cpu")
     assert len(list((tmp_path / "maps").rglob("*.pt"))) == 24
+    assert TL.write_synthetic_maps(tmp_path / "d", tmp_path / "maps", 3) == 0  # up to date: nothing rewritten
     assert result["token_labels"] == "maps"
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < losses[0], losses

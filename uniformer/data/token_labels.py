@@ -11,6 +11,7 @@ Training (official ``tlt.data.mixup.get_labelmaps_with_coords``): the top-k scor
 (the image's horizontal flip flips the map), and a softmax over the classes gives the soft target of the
 class token (1 x 1) and of every stage-4 token; label smoothing as ``target * on + off``.
 """
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -24,8 +25,8 @@ from torchvision import transforms as T
 from torchvision.ops import roi_align
 from torchvision.transforms import functional as TF
 
-from ..io import atomic_path
-from .imagenet import ImageNetFolder
+from ..io import atomic_path, write_json
+from .imagenet import ImageNetFolder, dataset_manifest_hash
 
 MAP_DTYPE = torch.float16  # the official files (indices < 2048 are exact in float16)
 
@@ -176,19 +177,21 @@ def write_synthetic_maps(data_root: os.PathLike, label_root: os.PathLike, num_cl
                          topk: int = 5, seed: int = 0) -> int:
     """Maps in the official format for ``data_root/train`` from each image's known class (a teacher that
     knows the label): the true class scores 8 at every location, k-1 other classes draw lower scores.
-    Skips files that exist; returns how many it wrote."""
+    ``label_root/synth.json`` records what they were written for (data set hash and arguments): a match
+    writes nothing, anything else rewrites them all. Returns how many it wrote."""
+    stamp = {"dataset": dataset_manifest_hash(data_root), "classes": num_classes, "size": size, "topk": topk,
+             "seed": seed}
+    marker = Path(label_root) / "synth.json"
+    if marker.is_file() and json.loads(marker.read_text()) == stamp:
+        return 0
     ds = ImageNetFolder(data_root, "train")
     k = min(topk, num_classes)
-    written = 0
     for n, (path, label) in enumerate(ds.samples):  # sorted paths: the same maps whatever ran before
-        out = map_path(label_root, path)
-        if out.is_file():
-            continue
         rng = np.random.default_rng([seed, n])
         others = rng.permutation([c for c in range(num_classes) if c != label])[:k - 1]
         idx = torch.tensor([label, *others.tolist()], dtype=torch.float32)[:, None, None].expand(k, size, size)
         scores = torch.tensor(np.sort(rng.uniform(0, 4, (k - 1, size, size)), axis=0)[::-1].copy(),
                               dtype=torch.float32)
-        write_map(out, torch.cat([torch.full((1, size, size), 8.0), scores]), idx)
-        written += 1
-    return written
+        write_map(map_path(label_root, path), torch.cat([torch.full((1, size, size), 8.0), scores]), idx)
+    write_json(marker, stamp)  # last: an interrupted run rewrites them
+    return len(ds.samples)
