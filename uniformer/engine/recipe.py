@@ -25,7 +25,7 @@ from ..data.transforms import (build_eval_transform, build_train_transform, eval
                                train_img_size)
 from ..tasks import task_of
 from ..tasks.classification import (ClipMixup, TrainLoss, build_loss, build_mixup, build_model,  # noqa: F401
-                                    has_token_labelling, mixup_active)
+                                    has_token_labelling, is_token_label_model, mixup_active)
 
 # Keys every resolved train config must have (a typo in a per-model block or an override is an error);
 # the data set's task adds its own (``Task.recipe_keys``: image transforms, or clip protocol / augmentation / init).
@@ -96,14 +96,14 @@ def resolve_train_config(params: Dict[str, Any], dataset: str, profile: str, mod
 
 
 def _without_token_labels(cfg: Dict[str, Any]) -> None:
-    """Token-labelling models train their auxiliary head on dense token-label maps (the official NFNet-F6 score
-    maps), which this project cannot read yet. Without them the head would get no loss but still add 0.5 x its max
-    to every prediction, so it is left out (a plain linear head, no MixToken); the recipe's ``model_kwargs`` record
-    it, so evaluation builds the same network and the table's model column says so."""
-    from ..models.variants import IMAGE_ARGS
-
+    """Token-labelling models train their auxiliary head on dense token-label maps (recipe ``token_label``: the
+    official NFNet-F6 score maps, ``data.token_labels``). Without them the head would get no loss but still add
+    0.5 x its max to every prediction, so it is left out (a plain linear head, no MixToken); the recipe's
+    ``model_kwargs`` record it, so evaluation builds the same network and the table's model column says so."""
     kwargs = cfg.setdefault("model_kwargs", {})
-    if IMAGE_ARGS.get(cfg["model"].split(".")[0], {}).get("head") == "token_label" and "head" not in kwargs:
+    if cfg.get("token_label"):
+        return
+    if is_token_label_model(cfg["model"]) and "head" not in kwargs:
         kwargs.update(head="linear", mix_token=False)
 
 

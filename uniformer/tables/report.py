@@ -83,6 +83,8 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
         label = e.label
         if ev and ev.get("model_kwargs"):  # not the published network (e.g. fewer blocks in a smoke run)
             label += " [" + ", ".join(f"{k}={v}" for k, v in ev["model_kwargs"].items()) + "]"
+        if ev and ev.get("token_labels"):  # a TL model of ours: trained on token-label maps or without them
+            label += f" [token labels: {ev['token_labels']}]"
         rows.append({
             "entry": e.name, "model": label, "resolution": e.img_size,
             "token_labeling": e.row.get("token_labeling") == "yes",

@@ -4,10 +4,12 @@ Model outputs in training mode and their loss (``TrainLoss``):
 
 - plain models: logits -> criterion(logits, target);
 - light models (``uniformer_xxs/xs``): (pooled logits, class-token logits) -> 0.5 x each (official recipe);
-- token-labelling models (``*_tl``) with their auxiliary head: (logits, per-token logits, MixToken box), the class
-  logits trained against the target mixed by MixToken's box area (as the official TokenLabelCrossEntropy mixes
-  its class term). The per-token loss needs the official token-label maps, which cannot be read yet, so a recipe
-  trains these models without the auxiliary head and MixToken (``engine.recipe._without_token_labels``).
+- token-labelling models (``*_tl``) with their auxiliary head: (logits, per-token logits, MixToken box). With
+  token-label maps (recipe ``token_label``; targets ``{"label", "map", "box"}``, ``data.token_labels``) the
+  official TokenLabelCrossEntropy: soft CE of the class logits against the map's class target mixed by
+  MixToken's box area, plus ``dense_weight`` x soft CE of every stage-4 token against its cropped map target.
+  Without maps a recipe drops the auxiliary head and MixToken (``engine.recipe._without_token_labels``); a model
+  built with them anyway trains its class logits on the class target mixed by the box area.
 
 Metrics are additive counts (``AccuracyCounter``) so they sum exactly over batches and processes;
 ``topk_correct`` matches torchmetrics' ``MulticlassAccuracy(top_k=k, average="micro")`` (tested), k larger
@@ -26,6 +28,7 @@ from timm.data.mixup import mixup_target
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from ..config import ConfigError
+from ..data.token_labels import mixtoken_lam, soft_ce, token_label_targets
 from .base import Column, Task
 
 
@@ -101,6 +104,12 @@ def build_model(cfg: Dict[str, Any], num_classes: int) -> nn.Module:
                              drop_path_rate=float(cfg["drop_path"]), **kwargs)
 
 
+def is_token_label_model(name: str) -> bool:
+    """Is the registered model ``name`` (tag allowed) a token-labelling one (auxiliary head + MixToken)?"""
+    from ..models.variants import IMAGE_ARGS
+    return IMAGE_ARGS.get(name.split(".")[0], {}).get("head") == "token_label"
+
+
 def has_token_labelling(model: nn.Module) -> bool:
     return getattr(model, "aux_head", None) is not None
 
@@ -138,9 +147,9 @@ def build_mixup(cfg: Dict[str, Any], num_classes: int):
 class TrainLoss(nn.Module):
     """Loss of one training forward, for every UniFormer output form (see the module docstring)."""
 
-    def __init__(self, num_classes: int, smoothing: float, soft_targets: bool):
+    def __init__(self, num_classes: int, smoothing: float, soft_targets: bool, dense_weight: float = 1.0):
         super().__init__()
-        self.num_classes, self.smoothing = num_classes, smoothing
+        self.num_classes, self.smoothing, self.dense_weight = num_classes, smoothing, dense_weight
         self.soft = SoftTargetCrossEntropy()
         if soft_targets:  # Mixup/CutMix: targets arrive mixed and smoothed
             self.base = self.soft
@@ -160,7 +169,24 @@ class TrainLoss(nn.Module):
             return mixup_target(target, self.num_classes, lam=lam, smoothing=self.smoothing)
         return target * lam + target.flip(0) * (1.0 - lam)
 
+    def token_label_loss(self, output, target: Dict[str, torch.Tensor], input_hw) -> torch.Tensor:
+        """Official TokenLabelCrossEntropy (cls_weight 1): the model has already undone MixToken on its per-token
+        logits, so the token targets stay per image; the class target is mixed by the stage-4 box area."""
+        if not isinstance(output, (tuple, list)) or len(output) != 3:
+            raise TypeError("token-label targets need a token-labelling model in training mode (logits, aux, box)")
+        logits, aux, box = output
+        hw = (int(input_hw[0]) // 32, int(input_hw[1]) // 32)  # stage-4 grid
+        assert hw[0] * hw[1] == aux.shape[1], (hw, aux.shape)
+        cls_t, tok_t = token_label_targets(target, self.num_classes, hw, self.smoothing)
+        if box is not None:
+            lam = mixtoken_lam([int(v) // 8 for v in box], aux.shape[1])
+            if lam < 1:
+                cls_t = lam * cls_t + (1.0 - lam) * cls_t.flip(0)
+        return soft_ce(logits, cls_t) + self.dense_weight * soft_ce(aux.flatten(0, 1), tok_t.flatten(0, 1))
+
     def forward(self, output, target: torch.Tensor, input_hw: Sequence[int] = (0, 0)) -> torch.Tensor:
+        if isinstance(target, dict):
+            return self.token_label_loss(output, target, input_hw)
         if isinstance(output, torch.Tensor):
             return self.base(output, target)
         if len(output) == 2:  # light models: pooled head + class-token head, averaged (official recipe)
@@ -174,7 +200,9 @@ class TrainLoss(nn.Module):
 
 
 def build_loss(cfg: Dict[str, Any], num_classes: int) -> TrainLoss:
-    return TrainLoss(num_classes, float(cfg["smoothing"]), soft_targets=mixup_active(cfg))
+    tl = cfg.get("token_label") or {}
+    return TrainLoss(num_classes, float(cfg["smoothing"]), soft_targets=mixup_active(cfg),
+                     dense_weight=float(tl.get("dense_weight", 1.0)))
 
 
 # --- the task -----------------------------------------------------------------------------------------------

@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import timm
+from timm.data import resolve_data_config
 
+from ..config import ConfigError
 from ..data.check import check_imagenet
 from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
 from ..data.synth_imagenet import write_synthetic_imagenet
+from ..data.token_labels import TokenLabelFolder, build_token_label_transform, write_synthetic_maps
 from ..data.transforms import build_eval_transform, build_train_transform, eval_data_config, train_img_size
 from ..models.catalog import imagenet_entries
 from .base import Column, DataAction, DatasetSpec, TableSpec, register_dataset, register_table, register_task
-from .classification import ClassificationTask, accuracy_columns, speed_columns
+from .classification import ClassificationTask, accuracy_columns, is_token_label_model, speed_columns
 
 
 class ImageData:
@@ -50,9 +53,24 @@ class ImageData:
         return trained if trained is not None else self.classes()
 
     def train_set(self, cfg, model, classes):
+        tl = cfg.get("token_label")
+        if tl:  # samples come with their token-label map, cropped and flipped with the image
+            self.ensure_token_labels(tl, len(classes))
+            conf = resolve_data_config(model=model)
+            return TokenLabelFolder(self.root, tl["root"], build_token_label_transform(
+                cfg, train_img_size(cfg, model), conf["mean"], conf["std"]), class_index=classes)
         ds = ImageNetFolder(self.root, "train", class_index=classes)
         ds.transform = build_train_transform(cfg, model)
         return ds
+
+    def ensure_token_labels(self, tl: Dict[str, Any], num_classes: int) -> None:
+        """Smoke: write maps of ``token_label.synth`` for the synthetic set where they are missing."""
+        s = tl.get("synth")
+        if s:
+            n = write_synthetic_maps(self.root, tl["root"], num_classes, int(s.get("size", 14)),
+                                     int(s.get("topk", 5)), int(s.get("seed", 0)))
+            if n:
+                print(f"{tl['root']}: wrote {n} synthetic token-label maps", file=sys.stderr)
 
     def val_set(self, cfg, model, classes):
         ds = ImageNetFolder(self.root, "val", class_index=classes)
@@ -61,7 +79,7 @@ class ImageData:
 
     def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
         """What config.yaml / metrics.json record of the training input beyond the recipe."""
-        return {"img_size": train_img_size(cfg, model)}
+        return {"img_size": train_img_size(cfg, model), **token_labels_field(cfg)}
 
     def test_set(self, eval_cfg, model, classes, train_cfg):
         """(val set with the published eval transform, its protocol) at ``img_size`` (eval, else training)."""
@@ -70,16 +88,43 @@ class ImageData:
         ds.transform = build_eval_transform(model, img_size, eval_cfg.get("crop_pct"))
         conf = eval_data_config(model, img_size, eval_cfg.get("crop_pct"))
         return ds, {"img_size": int(conf["input_size"][-1]), "crop_pct": conf["crop_pct"],
-                    "interpolation": conf["interpolation"]}
+                    "interpolation": conf["interpolation"], **token_labels_field(train_cfg)}
 
     def manifest(self) -> str:
         return dataset_manifest_hash(self.root)
 
 
+TOKEN_LABEL_KEYS = ("root", "dense_weight", "synth")
+
+
+def token_labels_field(train_cfg: Dict[str, Any]) -> Dict[str, str]:
+    """How a token-labelling model of ours was trained (metrics.json and the table's model column); {} otherwise."""
+    if not train_cfg.get("model") or not is_token_label_model(train_cfg["model"]):
+        return {}
+    tl = train_cfg.get("token_label")
+    return {"token_labels": "maps" if tl else "none, aux head dropped"}
+
+
 class ImageClassification(ClassificationTask):
     name = "image_classification"
     recipe_keys = ("img_size", "aa", "color_jitter", "train_interpolation", "scale", "ratio", "hflip", "reprob",
-                   "remode", "recount", "repeated_aug")
+                   "remode", "recount", "repeated_aug", "token_label")
+
+    def check_recipe(self, cfg, where):
+        tl = cfg.get("token_label")
+        if not tl:
+            return
+        if not isinstance(tl, dict) or not tl.get("root") or set(tl) - set(TOKEN_LABEL_KEYS):
+            raise ConfigError(f"{where}.token_label={tl!r}: a mapping with root (the maps' folder) and optionally "
+                              f"{', '.join(TOKEN_LABEL_KEYS[1:])}; or null")
+        if not is_token_label_model(cfg["model"]):
+            raise ConfigError(f"{where}: token_label needs a token-labelling model (*_tl), not {cfg['model']}")
+        if float(cfg["mixup"]) > 0 or float(cfg["cutmix"]) > 0 or cfg["cutmix_minmax"] is not None:
+            raise ConfigError(f"{where}: token_label with Mixup/CutMix is not supported (the official TL recipes "
+                              "use MixToken only); set mixup=0 cutmix=0")
+        if cfg["aa"]:  # the official label-aware RandAugment moves the map with each geometric op: not here yet
+            raise ConfigError(f"{where}: aa={cfg['aa']!r} with token_label: RandAugment that moves the label maps "
+                              "is not implemented; set aa=null (colour jitter, crop, flip, erasing are supported)")
     report_legend = ("Params / GFLOPs: parameter count and fvcore multiply-adds (the paper's FLOPs) for one image "
                      "at the entry's resolution; img/s: fp32 inference throughput on this machine, and the achieved "
                      "2·FLOPs·img/s as a fraction of the fp32 GEMM rate measured in the same run.")
