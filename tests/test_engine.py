@@ -11,6 +11,9 @@ import uniformer  # noqa: F401  (registers the models)
 from uniformer.config import ConfigError, load_params
 from uniformer.engine import checkpointing as C
 from uniformer.engine import recipe as R
+from uniformer.tasks import classification as CLS
+from uniformer.data import timm_fixes as FIX
+from uniformer.data import transforms as TF
 from uniformer.tasks.classification import AccuracyCounter, topk_correct
 from uniformer.models.catalog import imagenet_entries
 
@@ -209,8 +212,8 @@ def test_published_per_variant_values(params):
             assert cfg["aa"] == "rand-m9-mstd0.5-inc1" and cfg["repeated_aug"] and not cfg["model_ema"]
     xxs = R.resolve_train_config(params, "imagenet", "paper", "uniformer_xxs.in1k_160")
     assert (xxs["aa"], xxs["weight_decay"]) == ("v0", 0.1)
-    model = R.build_model(xxs, num_classes=5)
-    assert R.train_img_size(xxs, model) == 160  # the tag's published resolution
+    model = CLS.build_model(xxs, num_classes=5)
+    assert TF.train_img_size(xxs, model) == 160  # the tag's published resolution
 
 
 def test_recipe_builds_with_timm_factories(params):
@@ -219,7 +222,7 @@ def test_recipe_builds_with_timm_factories(params):
     from timm.utils import ModelEmaV3
 
     cfg = R.resolve_train_config(params, "imagenet", "paper", "uniformer_xxs", ["img_size=64"])
-    model = R.build_model(cfg, num_classes=10)
+    model = CLS.build_model(cfg, num_classes=10)
     opt = R.build_optimizer(cfg, model, R.scaled_lr(cfg, 1))
     assert type(opt).__name__ == "AdamW"
     no_decay = [g for g in opt.param_groups if g["weight_decay"] == 0.0]
@@ -227,14 +230,14 @@ def test_recipe_builds_with_timm_factories(params):
     sched, total = R.build_scheduler(cfg, opt, updates_per_epoch=10)
     assert total == 600
     assert isinstance(R.build_ema(cfg, model), ModelEmaV3)
-    tf = R.build_train_transform(cfg, model)
+    tf = TF.build_train_transform(cfg, model)
     from PIL import Image
     assert tuple(tf(Image.new("RGB", (80, 70))).shape) == (3, 64, 64)
-    assert tuple(R.build_eval_transform(model, 64)(Image.new("RGB", (80, 70))).shape) == (3, 64, 64)
+    assert tuple(TF.build_eval_transform(model, 64)(Image.new("RGB", (80, 70))).shape) == (3, 64, 64)
     small = R.resolve_train_config(params, "imagenet", "paper", "uniformer_small")
-    assert isinstance(R.build_mixup(small, 10).mixup, Mixup)
-    assert isinstance(R.build_loss(small, 10).base, SoftTargetCrossEntropy)
-    assert R.build_mixup(R.resolve_train_config(params, "imagenet", "smoke"), 10) is None
+    assert isinstance(CLS.build_mixup(small, 10).mixup, Mixup)
+    assert isinstance(CLS.build_loss(small, 10).base, SoftTargetCrossEntropy)
+    assert CLS.build_mixup(R.resolve_train_config(params, "imagenet", "smoke"), 10) is None
 
 
 # --- losses ------------------------------------------------------------------------------------------------
@@ -244,12 +247,12 @@ def test_light_model_tuple_loss():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
     y = torch.randint(0, 5, (6,), generator=g)
-    loss = R.TrainLoss(5, smoothing=0.1, soft_targets=False)
+    loss = CLS.TrainLoss(5, smoothing=0.1, soft_targets=False)
     ls = LabelSmoothingCrossEntropy(0.1)
     assert float(loss((a, b), y)) == pytest.approx(float(0.5 * ls(a, y) + 0.5 * ls(b, y)), rel=1e-6)
     assert float(loss(a, y)) == pytest.approx(float(ls(a, y)), rel=1e-6)
     # with Mixup the targets are soft: same 0.5 / 0.5 split over SoftTargetCrossEntropy
-    soft = R.TrainLoss(5, smoothing=0.1, soft_targets=True)
+    soft = CLS.TrainLoss(5, smoothing=0.1, soft_targets=True)
     t = torch.softmax(torch.randn(6, 5, generator=g), 1)
     ref = 0.5 * (-(t * a.log_softmax(1)).sum(1).mean()) + 0.5 * (-(t * b.log_softmax(1)).sum(1).mean())
     assert float(soft((a, b), t)) == pytest.approx(float(ref), rel=1e-6)
@@ -261,7 +264,7 @@ def test_light_model_train_output_and_backward():
     model = timm.create_model("uniformer_xxs", num_classes=4, img_size=64).train()
     out = model(torch.randn(2, 3, 64, 64))
     assert isinstance(out, tuple) and len(out) == 2
-    loss = R.TrainLoss(4, 0.1, False)(out, torch.tensor([0, 3]))
+    loss = CLS.TrainLoss(4, 0.1, False)(out, torch.tensor([0, 3]))
     loss.backward()
     assert model.head.weight.grad is not None and model.head_cls.weight.grad is not None
 
@@ -270,7 +273,7 @@ def test_token_labelling_loss_uses_class_logits_with_mixtoken_target():
     g = torch.Generator().manual_seed(1)
     logits, aux = torch.randn(4, 6, generator=g), torch.randn(4, 9, 6, generator=g)
     y = torch.tensor([0, 1, 2, 3])
-    loss = R.TrainLoss(6, smoothing=0.0, soft_targets=False)
+    loss = CLS.TrainLoss(6, smoothing=0.0, soft_targets=False)
     assert float(loss((logits, aux, None), y)) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
     # box of 4 x 8 stage-1 tokens out of 16 x 16 (64 px input): lam = 1 - 32/256
     box = (2, 4, 6, 12)
@@ -287,7 +290,7 @@ def test_token_labelling_model_trains_on_class_logits():
     x = torch.randn(2, 3, 64, 64)
     out = model(x)
     assert len(out) == 3 and out[2] is not None  # MixToken box in training
-    R.TrainLoss(3, 0.1, False)(out, torch.tensor([0, 2]), x.shape[-2:]).backward()
+    CLS.TrainLoss(3, 0.1, False)(out, torch.tensor([0, 2]), x.shape[-2:]).backward()
     assert model.head.weight.grad is not None
     assert model.aux_head.weight.grad is None  # no token-label maps: the dense head is not trained
 
@@ -324,7 +327,7 @@ def test_autoaugment_posterize_zero_bits_does_not_crash():
     from PIL import Image
     from timm.data import auto_augment, create_transform
 
-    R.patch_timm_posterize()
+    FIX.patch_timm_posterize()
     black = auto_augment.NAME_TO_OP["PosterizeIncreasing"](Image.new("RGB", (4, 4), (200, 100, 50)), 0)
     assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
     img = Image.new("RGB", (40, 40), (120, 30, 200))
@@ -363,7 +366,7 @@ def test_eval_official_and_own_checkpoints(tmp_path):
     # reference: same model, same transform, by hand
     from uniformer.data.imagenet import ImageNetFolder
 
-    val = ImageNetFolder(root, "val", transform=R.build_eval_transform(official, 64))
+    val = ImageNetFolder(root, "val", transform=TF.build_eval_transform(official, 64))
     x = torch.stack([val[i][0] for i in range(len(val))])
     y = torch.tensor([val[i][1] for i in range(len(val))])
     with torch.no_grad():

@@ -11,6 +11,7 @@ from uniformer.config import ConfigError, load_params
 from uniformer.data.video import ClassIndexError
 from uniformer.data.video_augment import ClipAugment
 from uniformer.engine import recipe as R
+from uniformer.tasks import classification as CLS
 from uniformer.tasks import get_task, open_data, table_of
 from uniformer.tasks.classification import AccuracyCounter
 from uniformer.tasks.video_classification import VideoData
@@ -91,7 +92,7 @@ def test_cosine_after_warmup_matches_slowfast(params):
 def test_clip_mixup_gives_every_frame_the_same_box_and_weight(params):
     cfg = R.resolve_train_config(params, "kinetics400", "paper")
     cfg.update(mixup=0.0, cutmix=1.0)  # CutMix only: the box must be the same in every frame
-    mix = R.build_mixup(cfg, 5)
+    mix = CLS.build_mixup(cfg, 5)
     torch.manual_seed(0)
     x = torch.stack([torch.full((3, 4, 16, 16), float(i)) for i in range(4)])  # clip i is constant i
     y = torch.arange(4)

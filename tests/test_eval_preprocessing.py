@@ -11,7 +11,7 @@ import timm
 import torchvision.transforms as T
 
 import uniformer  # noqa: F401  (registers the models)
-from uniformer.engine.recipe import build_eval_transform
+from uniformer.data.transforms import build_eval_transform
 
 
 def _steps(model_name):

@@ -20,12 +20,8 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 
 from ..config import ConfigError, apply_overrides, section
-from ..data.timm_fixes import patch_timm_posterize  # noqa: F401  (re-exported for the recipe tests)
-from ..data.transforms import (build_eval_transform, build_train_transform, eval_data_config,  # noqa: F401
-                               train_img_size)
 from ..tasks import task_of
-from ..tasks.classification import (ClipMixup, TrainLoss, build_loss, build_mixup, build_model,  # noqa: F401
-                                    has_token_labelling, is_token_label_model, mixup_active)
+from ..tasks.classification import is_token_label_model
 
 # Keys every resolved train config must have (a typo in a per-model block or an override is an error);
 # the data set's task adds its own (``Task.recipe_keys``: image transforms, or clip protocol / augmentation / init).

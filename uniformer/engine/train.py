@@ -48,7 +48,7 @@ from . import distributed as D
 from .checkpointing import (capture_rng_state, load_model_weights, load_training_checkpoint, restore_rng_state,
                             save_checkpoint)
 from .evaluate import evaluate_counts
-from .recipe import (autocast_dtype, build_ema, build_optimizer, build_scheduler, global_batch, has_token_labelling,
+from .recipe import (autocast_dtype, build_ema, build_optimizer, build_scheduler, global_batch,
                      resolve_train_config, scaled_lr)
 
 
@@ -230,7 +230,7 @@ def train(cfg: Dict[str, Any], dataset: str = "imagenet", profile: str = "smoke"
         if dist_info.distributed:
             net = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                find_unused_parameters=has_token_labelling(model))
+                find_unused_parameters=task.has_unused_parameters(model))
 
         lr = scaled_lr(cfg, world)
         optimizer = build_optimizer(cfg, model, lr)

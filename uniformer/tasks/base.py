@@ -96,6 +96,10 @@ class Task:
         ``merge(states)`` (anything else: gathered; see ``engine.distributed.reduce_meter``)."""
         raise NotImplementedError
 
+    def has_unused_parameters(self, model) -> bool:
+        """Whether some parameters get no gradient in a training step (DDP must then look for them)."""
+        return False
+
     def chance_level(self, num_classes: int) -> Optional[float]:
         """The primary metric a model without information scores (reported next to smoke results), or None."""
         return None

@@ -235,6 +235,9 @@ class ClassificationTask(Task):
     def chance_level(self, num_classes):
         return 100.0 / num_classes
 
+    def has_unused_parameters(self, model):
+        return has_token_labelling(model)  # token labelling: not every output reaches the loss in every step
+
     def train_loss(self, net, inputs, targets, loss_fn, mixup_fn):
         if inputs.dim() == 6:  # video repeated augmentation (B, N, C, T, H, W): N clips per video in the batch
             n = inputs.shape[1]
