@@ -2,12 +2,14 @@
 meters) on tiny batches, and ``engine.train`` / ``engine.evaluate`` end to end on tiny synthetic sets (metrics.json
 keys, resume, eval of our checkpoint), with nothing task-specific in the engine."""
 import copy
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from uniformer.config import load_params
+from uniformer.data.coco_pose import DET_FILE
 from uniformer.data.synth_ade20k import write_synthetic_ade20k
 from uniformer.data.synth_coco_pose import write_synthetic_coco_pose
 from uniformer.engine.evaluate import evaluate
@@ -93,6 +95,9 @@ def test_pose_hooks(pose):
     assert n == 3 and torch.isfinite(loss)
     test_set, protocol = data.test_set(eval_cfg, model, data.classes(), cfg)
     assert protocol["boxes"] == "ground truth" and protocol["flip_test"]
+    detected, _ = data.test_set({**eval_cfg, "det_file": DET_FILE}, model, data.classes(), cfg)  # the paper's
+    dets = json.loads((pose / DET_FILE).read_text())
+    assert len(detected) == len(dets) and {i.score for i in detected.instances} == {d["score"] for d in dets}
     inputs, metas = task.to_device(*_batch(task, test_set, len(test_set)), torch.device("cpu"), False)
     model.eval()
     out = task.predict(model, inputs)
