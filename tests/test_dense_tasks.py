@@ -134,3 +134,18 @@ def test_train_resume_eval(dataset, ade, pose, tmp_path):
     assert all(k in m for k in task.metrics) and m["checkpoint_kind"] == "ours"
     # the eval of the last weights is the last epoch's validation (same protocol, same boxes)
     assert m[primary] == pytest.approx(result[f"val_{primary}"], abs=1e-6)
+
+
+def test_affine_matrix_rotation():
+    """Rotation 0 is the test crop (``pose_protocol.crop_matrix``); rotating by r turns the box's direction r
+    (mmpose's rotate_point of (0, -1)) into the crop's up."""
+    from uniformer.engine.pose_protocol import crop_matrix
+    from uniformer.tasks.pose import affine_matrix
+    center, scale, size = np.array([50.0, 80.0]), np.array([0.6, 0.8]), (48, 64)
+    assert np.allclose(affine_matrix(center, scale, 0.0, size), crop_matrix(center, scale, size))
+    m = affine_matrix(center, scale, 30.0, size)
+    r = np.deg2rad(30.0)
+    src = center + 10 * np.array([np.sin(r), -np.cos(r)])
+    dst = m[:, :2] @ src + m[:, 2]
+    assert np.allclose(m[:, :2] @ center + m[:, 2], np.array(size) / 2)
+    assert np.isclose(dst[0], size[0] / 2) and dst[1] < size[1] / 2
