@@ -236,6 +236,9 @@ class SemanticSegmentation(Task):
     def create_model(self, name, num_classes, model_kwargs):
         return build_segmentor(name, num_classes, **model_kwargs)
 
+    def chance_level(self, num_classes):
+        return None  # depends on the class areas of the set (no single "no information" mIoU)
+
     def build_loss(self, cfg, num_classes):
         return segmentation_loss  # CE, ignore 255, + 0.4 x the auxiliary head's (UperNet)
 
