@@ -138,6 +138,9 @@ def build_scheduler(cfg: Dict[str, Any], optimizer, updates_per_epoch: int):
     ``COSINE_AFTER_WARMUP``) instead of over all ``epochs`` (DeiT / timm default); ``epochs`` stays the total.
     """
     prefix = bool(cfg["warmup_prefix"])
+    # step milestones (``multistep``) and the decay factor / poly power: recipe keys of the dense tasks only, so
+    # the classification recipes keep timm's defaults
+    decay = {k: cfg[k] for k in ("decay_milestones", "decay_rate") if cfg.get(k) is not None}
     epochs, warmup = int(cfg["epochs"]), int(cfg["warmup_epochs"])
     if prefix and epochs <= warmup:
         raise ConfigError(f"warmup_prefix with epochs={epochs} <= warmup_epochs={warmup}: no epoch left to decay")
@@ -145,7 +148,7 @@ def build_scheduler(cfg: Dict[str, Any], optimizer, updates_per_epoch: int):
         optimizer, sched=cfg["sched"], num_epochs=epochs - warmup if prefix else epochs, warmup_prefix=prefix,
         min_lr=float(cfg["min_lr"]), warmup_lr=float(cfg["warmup_lr"]), warmup_epochs=warmup,
         cooldown_epochs=int(cfg["cooldown_epochs"]), step_on_epochs=not cfg["sched_on_updates"],
-        updates_per_epoch=updates_per_epoch)
+        updates_per_epoch=updates_per_epoch, **decay)
 
 
 def build_ema(cfg: Dict[str, Any], model: nn.Module):

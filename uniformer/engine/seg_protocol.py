@@ -74,17 +74,18 @@ def predict(model, img: np.ndarray, ratios: Sequence[float] = (1.0,), flip: bool
     ``align``: Semantic FPN's resize to a multiple of 32. ``img_scale``: the published (2048, 512) unless a smoke
     run wants small inputs."""
     h, w = img.shape[:2]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # the model's (a stub: CPU)
     total, n = None, 0
     for ratio in ratios:
         size = input_size(h, w, ratio, False, img_scale)
         scaled = resize_uint8(img, size)
         if align:  # AlignResize resizes the rescaled image a second time (not the original once)
             scaled = resize_uint8(scaled, align_size(*size))
-        x = normalize(scaled)
+        x = normalize(scaled).to(device)
         for f in ((False, True) if flip else (False,)):
             p = whole_probs(model, x, (h, w), flip=f)
             total, n = (p if total is None else total + p), n + 1
-    return (total / n).argmax(dim=1)[0].to(torch.uint8).numpy()
+    return (total / n).argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
 def ms_sizes(h: int, w: int, ratios: Iterable[float] = MS_RATIOS, align: bool = False) -> List[Tuple[int, int]]:

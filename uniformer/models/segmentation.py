@@ -153,8 +153,11 @@ class Segmentor(nn.Module):
         feats = self.backbone(img)
         return self.neck(feats) if hasattr(self, "neck") else feats
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """Logits at the input size (head output at stride 4, bilinearly upsampled)."""
+    def forward(self, img: torch.Tensor, heads: bool = False):
+        """Logits at the input size (head output at stride 4, bilinearly upsampled); ``heads``: the training
+        outputs of ``forward_train`` (through ``forward`` so DistributedDataParallel sees the call)."""
+        if heads:
+            return self.forward_train(img)
         return resize(self.decode_head(self.extract_feat(img)), img.shape[2:])
 
     def forward_train(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -9,12 +9,8 @@ import inspect
 import sys
 from typing import Callable
 
-from ..data.check_ade20k import check_ade20k
 from ..data.check_coco import check_coco
-from ..data.check_coco_pose import check_coco_pose
-from ..data.synth_ade20k import write_synthetic_ade20k
 from ..data.synth_coco import write_synthetic_coco
-from ..data.synth_coco_pose import write_synthetic_coco_pose
 from .base import DataAction, register_data_tools
 
 
@@ -41,7 +37,6 @@ def check_action(name: str, checker: Callable) -> DataAction:
     return DataAction(name, add, lambda args: checker(args.root))
 
 
-for _name, _check, _synth in (("coco", check_coco, write_synthetic_coco),
-                              ("ade20k", check_ade20k, write_synthetic_ade20k),
-                              ("coco_pose", check_coco_pose, write_synthetic_coco_pose)):
+# ade20k and coco_pose: registered with their tasks (``tasks.segmentation``, ``tasks.pose``)
+for _name, _check, _synth in (("coco", check_coco, write_synthetic_coco),):
     register_data_tools(_name, check_action(_name, _check), synth_action(_name, _synth))

@@ -1,0 +1,151 @@
+"""ADE20K segmentation and COCO top-down pose as registry tasks: their batch hooks (collate, train_loss, predict,
+meters) on tiny batches, and ``engine.train`` / ``engine.evaluate`` end to end on tiny synthetic sets (metrics.json
+keys, resume, eval of our checkpoint), with nothing task-specific in the engine."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from uniformer.config import load_params
+from uniformer.data.coco_pose import DET_FILE
+from uniformer.data.synth_ade20k import write_synthetic_ade20k
+from uniformer.data.synth_coco_pose import write_synthetic_coco_pose
+from uniformer.engine.evaluate import evaluate
+from uniformer.engine.recipe import resolve_train_config
+from uniformer.engine.seg_metrics import ConfusionMatrix
+from uniformer.engine.train import train
+from uniformer.tasks import get_dataset, open_data
+from uniformer.tasks.segmentation import SegMeter
+
+TINY = {"model_kwargs": {"depth": [1, 1, 1, 1], "embed_dim": [16, 32, 64, 128], "head_dim": 16}}
+
+
+def _cfg(dataset, root, **over):
+    params = load_params()
+    cfg = resolve_train_config(params, dataset, "smoke", overrides=[f"{k}={v}" for k, v in over.items()])
+    cfg["model_kwargs"] = dict(TINY["model_kwargs"])
+    cfg["data"].update(root=str(root), synth=None)
+    return cfg, load_params()["eval"][dataset]["smoke"]
+
+
+@pytest.fixture(scope="module")
+def ade(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ade20k")
+    write_synthetic_ade20k(root, classes=4, train=8, val=3, size=48)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pose(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco_pose")
+    write_synthetic_coco_pose(root, train=4, val=2, size=64)
+    return root
+
+
+def _batch(task, ds, n):
+    samples, targets = zip(*(ds[i] for i in range(n)))
+    return task.collate(samples, targets)
+
+
+def test_segmentation_hooks(ade):
+    cfg, eval_cfg = _cfg("ade20k", ade)
+    task, data = get_dataset("ade20k").task, open_data("ade20k", ade, cfg["data"])
+    classes = data.classes()
+    assert len(classes) == 4  # from the synthetic manifest (real data: 150)
+    model = task.build_model(cfg, len(classes))
+    x, y = _batch(task, data.train_set(cfg, model, classes), 2)
+    assert x.shape == (2, 3, 64, 64) and y.shape == (2, 64, 64) and y.dtype == torch.int64
+    assert set(y.unique().tolist()) <= {0, 1, 2, 3, 255}
+    loss, n = task.train_loss(model, x, y, task.build_loss(cfg, 4), None)
+    assert n == 2 and loss.requires_grad and torch.isfinite(loss)
+    test_set, protocol = data.test_set(eval_cfg, model, classes, cfg)
+    assert protocol["align"] is True and protocol["img_scale"] == [128, 64]  # fpn: AlignResize; training's scale
+    inputs, labels = task.to_device(*_batch(task, test_set, 2), torch.device("cpu"), False)
+    model.eval()
+    preds = task.predict(model, inputs)
+    assert [p.shape for p in preds] == [lab.shape for lab in labels]  # original resolution
+    meter = task.meter(4, test_set)
+    meter.update(preds, labels)
+    s = meter.summary()
+    assert s["samples"] == 2 and set(task.metrics) <= set(s)
+    again = SegMeter(4).load_vector(meter.as_vector())  # the all-reduce round trip
+    assert again.summary() == s
+
+
+def test_seg_meter_is_the_confusion_matrix():
+    rng = np.random.default_rng(0)
+    gt, pred = rng.integers(0, 3, (2, 5, 7)), rng.integers(0, 3, (2, 5, 7))
+    gt[0, 0] = 255
+    meter, cm = SegMeter(3), ConfusionMatrix(3)
+    meter.update(list(pred), list(gt))
+    for p, g in zip(pred, gt):
+        cm.add(p, g)
+    assert meter.summary() == {**cm.summary(), "samples": 2}
+
+
+def test_pose_hooks(pose):
+    cfg, eval_cfg = _cfg("coco_pose", pose)
+    task, data = get_dataset("coco_pose").task, open_data("coco_pose", pose, cfg["data"])
+    model = task.build_model(cfg, 17)
+    x, (heatmaps, weights) = _batch(task, data.train_set(cfg, model, data.classes()), 3)
+    assert x.shape == (3, 3, 96, 64) and heatmaps.shape == (3, 17, 24, 16) and weights.shape == (3, 17)
+    loss, n = task.train_loss(model, x, (heatmaps, weights), task.build_loss(cfg, 17), None)
+    assert n == 3 and torch.isfinite(loss)
+    test_set, protocol = data.test_set(eval_cfg, model, data.classes(), cfg)
+    assert protocol["boxes"] == "ground truth" and protocol["flip_test"]
+    detected, _ = data.test_set({**eval_cfg, "det_file": DET_FILE}, model, data.classes(), cfg)  # the paper's
+    dets = json.loads((pose / DET_FILE).read_text())
+    assert len(detected) == len(dets) and {i.score for i in detected.instances} == {d["score"] for d in dets}
+    inputs, metas = task.to_device(*_batch(task, test_set, len(test_set)), torch.device("cpu"), False)
+    model.eval()
+    out = task.predict(model, inputs)
+    assert out.shape == (len(test_set), 17, 24, 16)
+    meter = task.meter(17, test_set)
+    meter.update(out, metas)
+    merged = task.meter(17, test_set).merge([meter.state(), meter.state()])  # gathered over two "processes"
+    assert merged.n == 2 * meter.n
+    s = meter.summary()
+    assert set(task.metrics) <= set(s) and 0.0 <= s["AP"] <= 100.0
+
+
+def test_pose_rejects_crops_off_the_backbone_stride(pose):
+    from uniformer.config import ConfigError
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        _cfg("coco_pose", pose, image_size="[48,64]")
+
+
+@pytest.mark.parametrize("dataset", ["ade20k", "coco_pose"])
+def test_train_resume_eval(dataset, ade, pose, tmp_path):
+    root = ade if dataset == "ade20k" else pose
+    cfg, eval_cfg = _cfg(dataset, root, epochs=2, eval_every=1, batch_size=4, warmup_epochs=0)
+    out = tmp_path / "run"
+    assert train(copy.deepcopy(cfg), dataset, out=str(out), stop_after_epoch=1, progress=False) is None
+    result = train(copy.deepcopy(cfg), dataset, out=str(out), resume=True, progress=False)
+    task = get_dataset(dataset).task
+    primary = task.metrics[0]
+    assert result["resumed"] and result["epochs"] == 2 and len(result["history"]) == 2
+    assert all(result[f"val_{k}"] is not None for k in task.metrics)
+    assert {f"best_val_{primary}", f"chance_{primary}", "train_loss"} <= set(result)
+    assert (out / "metrics.json").is_file() and (out / "best.pth").is_file()
+    m = evaluate(str(out / "last.pth"), eval_cfg, dict(cfg["data"]), dataset=dataset, out=str(tmp_path / "eval"),
+                 progress=False)
+    assert all(k in m for k in task.metrics) and m["checkpoint_kind"] == "ours"
+    # the eval of the last weights is the last epoch's validation (same protocol, same boxes)
+    assert m[primary] == pytest.approx(result[f"val_{primary}"], abs=1e-6)
+
+
+def test_affine_matrix_rotation():
+    """Rotation 0 is the test crop (``pose_protocol.crop_matrix``); rotating by r turns the box's direction r
+    (mmpose's rotate_point of (0, -1)) into the crop's up."""
+    from uniformer.engine.pose_protocol import crop_matrix
+    from uniformer.tasks.pose import affine_matrix
+    center, scale, size = np.array([50.0, 80.0]), np.array([0.6, 0.8]), (48, 64)
+    assert np.allclose(affine_matrix(center, scale, 0.0, size), crop_matrix(center, scale, size))
+    m = affine_matrix(center, scale, 30.0, size)
+    r = np.deg2rad(30.0)
+    src = center + 10 * np.array([np.sin(r), -np.cos(r)])
+    dst = m[:, :2] @ src + m[:, 2]
+    assert np.allclose(m[:, :2] @ center + m[:, 2], np.array(size) / 2)
+    assert np.isclose(dst[0], size[0] / 2) and dst[1] < size[1] / 2
