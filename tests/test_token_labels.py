@@ -120,8 +120,6 @@ def test_recipe_keeps_the_aux_head_only_with_maps():
     assert token_labels_field(plain) == {"token_labels": "none, aux head dropped"}  # metrics.json, table row
     smoke = R.resolve_train_config(params, "imagenet", "smoke", "uniformer_small_tl")
     assert smoke["token_label"]["root"] and "head" not in smoke["model_kwargs"]
-    with pytest.raises(ConfigError, match="RandAugment"):
-        R.resolve_train_config(params, "imagenet", "paper", "uniformer_small_tl", ["token_label={root: x}"])
     with pytest.raises(ConfigError, match="token-labelling model"):
         R.resolve_train_config(params, "imagenet", "smoke", "uniformer_xxs", ["token_label={root: x}"])
 
@@ -168,3 +166,182 @@ def test_table_model_column_says_how_a_tl_model_was_trained(tmp_path):
     by = {r["entry"]: r["model"] for r in rows}
     assert by["uniformer_small_tl.in1k"].endswith("[token labels: maps]")
     assert by["uniformer_base_tl.in1k"].endswith("[token labels: none, aux head dropped]")
+
+
+# --- label-map-aware RandAugment (official tlt/data/random_augment_label.py) ----------------------------------------
+GEOMETRIC_CASES = [("ShearX", 0.3), ("ShearX", -0.25), ("ShearY", 0.3), ("ShearY", -0.2), ("TranslateXRel", 0.3),
+                   ("TranslateXRel", -0.2), ("TranslateYRel", 0.25), ("TranslateYRel", -0.3), ("TranslateX", 24.0),
+                   ("TranslateY", -12.0), ("Rotate", 30.0), ("Rotate", -25.0), ("Rotate", 90.0)]
+
+
+def _pil_op(name, img, arg):
+    """timm's own image op (what RandAugment runs), nearest neighbour, black fill."""
+    from timm.data.auto_augment import NAME_TO_OP
+    return NAME_TO_OP[name](img, arg, resample=Image.NEAREST, fillcolor=(0, 0, 0))
+
+
+def _class_image(classes):
+    """Grey level 50 * (class + 1) per pixel (0 = the fill)."""
+    return Image.fromarray(np.repeat((50 * (classes + 1)).astype(np.uint8)[..., None], 3, 2))
+
+
+def _class_map(classes, others=5):
+    """(2, 2, H, W) map: class ``classes`` scores 10, class ``others`` 1."""
+    c = torch.as_tensor(classes, dtype=torch.float32)
+    return torch.stack([torch.stack([torch.full_like(c, 10.0), torch.ones_like(c)]),
+                        torch.stack([c, torch.full_like(c, float(others))])])
+
+
+@pytest.mark.parametrize("name,arg", GEOMETRIC_CASES)
+def test_geometric_op_moves_a_same_size_map_pixel_for_pixel(name, arg):
+    # map at the image's resolution: every cell must carry the class the image shows there, and the fill
+    # (score 0) exactly where the image shows PIL's fill
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 4, (24, 30))  # non-square
+    img = _class_image(classes)
+    m = TL.affine_map(_class_map(classes), TL.op_matrix(name, arg, 30, 24), (30, 24))
+    grey = np.asarray(_pil_op(name, img, arg))[..., 0].astype(int)
+    img_cls = np.where(grey == 0, -1, grey // 50 - 1)
+    map_cls = np.where(m[0, 0].numpy() == 0, -1, m[1, 0].numpy().astype(int))
+    mismatch = (img_cls != map_cls).mean()
+    assert mismatch <= (0.01 if name == "Rotate" else 0.0), (name, arg, mismatch)  # rotate: rounding ties
+    assert (map_cls == -1).any() and torch.all(m[0, 1][m[0, 0] == 0] == 0)  # shifted in: all top-k scores 0
+    assert set(m[1, 1].unique().tolist()) == {5.0}  # indices come along (nearest edge cell outside)
+
+
+@pytest.mark.parametrize("name,arg", GEOMETRIC_CASES)
+def test_square_marked_in_a_coarse_map_follows_the_image_square(name, arg):
+    # 128 x 64 image, 16 x 16 map (cells of 8 x 4 pixels: the map is scaled per axis, as an ImageNet map
+    # covers a non-square image); a square of class 1 on class 0
+    W, H, n = 128, 64, 16
+    classes = np.zeros((H, W), int)
+    classes[24:40, 48:80] = 1  # rows 6-9, columns 6-9 of the map
+    cells = torch.zeros(n, n)
+    cells[6:10, 6:10] = 1
+    img = _pil_op(name, _class_image(classes), arg)
+    m = TL.affine_map(_class_map(cells), TL.op_matrix(name, arg, W, H), (W, H))
+    # the image's square at map resolution: cells mostly (> half) covered by square pixels
+    sq = (np.asarray(img)[..., 0] == 100).reshape(n, H // n, n, W // n).mean((1, 3)) > 0.5
+    moved = (m[1, 0] == 1) & (m[0, 0] > 0)
+    assert moved.sum() >= 8
+    assert (moved.numpy() != sq).sum() <= 3, (name, arg, moved.int().tolist(), sq.astype(int).tolist())
+    ys, xs = np.nonzero(sq)
+    my, mx = torch.nonzero(moved, as_tuple=True)
+    assert abs(ys.mean() - my.float().mean()) < 0.5 and abs(xs.mean() - mx.float().mean()) < 0.5
+    unmoved = cells.bool().numpy()
+    assert (unmoved != sq).sum() > 3  # the op does move the square: the check above has teeth
+
+
+def _only(aug, names, prob=1.0):
+    aug.ra.ops = [op for op in aug.ra.ops if op.name in names]
+    for op in aug.ra.ops:
+        op.prob = prob
+    return aug
+
+
+def test_photometric_ops_leave_the_map_unchanged():
+    import random
+    aug = TL.LabelRandAugment("rand-m9-mstd0.5-inc1", TL.rand_augment_hparams(32, (0.485, 0.456, 0.406), "random"))
+    # inc1: the official _RAND_INCREASING_TRANSFORMS (the same 15 in the official copy and in timm)
+    assert [op.name for op in aug.ra.ops] == [
+        "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing", "SolarizeAdd",
+        "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY",
+        "TranslateXRel", "TranslateYRel"]
+    assert all(op.prob == 0.5 and op.magnitude == 9 and op.magnitude_std == 0.5 for op in aug.ra.ops)
+    photometric = [op.name for op in aug.ra.ops if op.name not in TL.GEOMETRIC_OPS]
+    assert len(photometric) == 10
+    _only(aug, photometric)
+    img, label_map = _quadrant_case()
+    random.seed(0)
+    np.random.seed(0)
+    changed = 0
+    for _ in range(20):
+        out, m = aug(img, label_map)
+        assert len(aug.log) == 2 and all(n in photometric for n, _, _ in aug.log)
+        assert torch.equal(m, label_map)
+        changed += not np.array_equal(np.asarray(out), np.asarray(img))
+    assert changed > 10
+
+
+def test_randaugment_moves_image_and_map_with_the_same_draws():
+    # geometric ops only, each applied: the sign and the mstd-noised magnitude are drawn once, for both
+    import random
+    hp = {"translate_const": 14, "img_mean": (0, 0, 0), "interpolation": Image.NEAREST}
+    aug = _only(TL.LabelRandAugment("rand-m9-mstd0.5-inc1", hp), TL.GEOMETRIC_OPS)
+    classes = np.random.default_rng(1).integers(0, 4, (32, 32))
+    img, label_map = _class_image(classes), _class_map(classes)
+    seen = set()
+    for seed in range(12):
+        random.seed(seed)
+        np.random.seed(seed)
+        out, m = aug(img, label_map)
+        seen.update(n for n, _, _ in aug.log)
+        grey = np.asarray(out)[..., 0].astype(int)
+        img_cls = np.where(grey == 0, -1, grey // 50 - 1)
+        map_cls = np.where(m[0, 0].numpy() == 0, -1, m[1, 0].numpy().astype(int))
+        assert (img_cls != map_cls).mean() <= 0.02, (seed, aug.log)
+    assert seen == {"ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "Rotate"}
+
+
+def test_label_randaugment_is_timms_randaugment_on_the_image():
+    import random
+
+    from timm.data.auto_augment import rand_augment_transform
+    hp = TL.rand_augment_hparams(32, (0.485, 0.456, 0.406), "random")
+    img, label_map = _quadrant_case()
+    ours, theirs = TL.LabelRandAugment("rand-m9-mstd0.5-inc1", hp), rand_augment_transform("rand-m9-mstd0.5-inc1", hp)
+    for seed in range(10):
+        random.seed(seed)
+        np.random.seed(seed)
+        a, _ = ours(img, label_map)
+        random.seed(seed)
+        np.random.seed(seed)
+        assert np.array_equal(np.asarray(a), np.asarray(theirs(img)))
+
+
+def _seeded(t, seed, img, label_map):
+    import random
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return t(img, label_map)
+
+
+def test_token_label_transform_with_randaugment_is_deterministic_per_seed():
+    img, label_map = _quadrant_case()
+    t = TL.TokenLabelTransform(16, (0.08, 1.0), (0.75, 1.33), hflip=0.5, color_jitter=0.4,
+                               interpolation="random", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                               re_prob=0.25, aa="rand-m9-mstd0.5-inc1")
+    assert t.jitter is None and t.randaug is not None  # official: no colour jitter with aa
+    runs = [_seeded(t, s, img, label_map) for s in (3, 3, 4)]
+    for a, b in zip(runs[0], runs[1]):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(runs[0], runs[2]))
+    assert runs[0][1].shape == label_map.shape
+
+
+def test_recipe_allows_randaugment_with_token_labels():
+    params = load_params()
+    cfg = R.resolve_train_config(params, "imagenet", "paper", "uniformer_small_tl", ["token_label={root: x}"])
+    assert cfg["aa"] == "rand-m9-mstd0.5-inc1"  # token_labeling/main.py's --aa default; run.sh sets none
+    for model in ("uniformer_base_tl", "uniformer_small_tl.in1k_384"):
+        assert R.resolve_train_config(params, "imagenet", "paper", model)["aa"] == "rand-m9-mstd0.5-inc1"
+    with pytest.raises(ConfigError, match="only RandAugment"):
+        R.resolve_train_config(params, "imagenet", "paper", "uniformer_small_tl", ["token_label={root: x}", "aa=v0"])
+
+
+def test_token_label_folder_with_randaugment_pickles_and_loads(tmp_path):
+    import pickle
+
+    from uniformer.data.synth_imagenet import write_synthetic_imagenet
+
+    write_synthetic_imagenet(tmp_path / "d", classes=2, train_per_class=2, val_per_class=1, size=32, seed=0)
+    TL.write_synthetic_maps(tmp_path / "d", tmp_path / "maps", 2, size=7)
+    cfg = {"scale": [0.5, 1.0], "ratio": [0.75, 1.33], "hflip": 0.5, "color_jitter": 0.4, "reprob": 0.25,
+           "train_interpolation": "random", "remode": "pixel", "recount": 1, "aa": "rand-m9-mstd0.5-inc1"}
+    t = TL.build_token_label_transform(cfg, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    ds = pickle.loads(pickle.dumps(TL.TokenLabelFolder(tmp_path / "d", tmp_path / "maps", t)))  # spawn workers
+    assert ds.pair_transform.randaug.ra.ops[0].aug_fn.log is ds.pair_transform.randaug.log
+    for i in range(len(ds)):
+        x, target, ok = ds.get_checked(i)
+        assert ok and x.shape == (3, 16, 16) and target["map"].shape == (2, 2, 7, 7)

@@ -10,8 +10,15 @@ Training (official ``tlt.data.mixup.get_labelmaps_with_coords``): the top-k scor
 ``(C, H, W)`` map (0 elsewhere), the crop box of the image's RandomResizedCrop is cut out of it with RoIAlign
 (the image's horizontal flip flips the map), and a softmax over the classes gives the soft target of the
 class token (1 x 1) and of every stage-4 token; label smoothing as ``target * on + off``.
+
+With ``aa`` (official ``tlt/data/random_augment_label.py``; the official recipe's ``rand-m9-mstd0.5-inc1``)
+RandAugment runs between the flip and the crop, in place of colour jitter, and its geometric ops (ShearX/Y,
+TranslateX/Y[Rel], Rotate) move the map with the image: the same op, magnitude and sign, nearest neighbour,
+top-k scores 0 where the map is shifted in from outside (a uniform target there), class indices of the
+nearest edge cell.
 """
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -23,10 +30,13 @@ from timm.data import RandomResizedCropAndInterpolation
 from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 from torchvision.ops import roi_align
+from timm.data.auto_augment import rand_augment_transform
+from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import functional as TF
 
 from ..io import atomic_path, write_json
 from .imagenet import ImageNetFolder, dataset_manifest_hash
+from .timm_fixes import patch_timm_posterize
 
 MAP_DTYPE = torch.float16  # the official files (indices < 2048 are exact in float16)
 
@@ -62,17 +72,114 @@ def read_map(path: os.PathLike, image: Optional[os.PathLike] = None) -> torch.Te
     return m.float()
 
 
+# --- label-map-aware RandAugment ----------------------------------------------------------------------------------
+GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "TranslateXRel", "TranslateYRel", "Rotate")
+
+
+def op_matrix(name: str, arg: float, width: int, height: int) -> np.ndarray:
+    """The ``2 x 3`` output -> input affine of the timm / PIL geometric op ``name`` with level argument ``arg``
+    on a ``width x height`` image, in continuous pixel coordinates (pixel edges on integers, PIL's
+    ``Image.transform`` / ``Image.rotate`` convention): ``(x_in, y_in) = M @ (x, y, 1)``."""
+    if name == "ShearX":  # PIL (1, f, 0, 0, 1, 0)
+        return np.array([[1.0, arg, 0.0], [0.0, 1.0, 0.0]])
+    if name == "ShearY":  # PIL (1, 0, 0, f, 1, 0)
+        return np.array([[1.0, 0.0, 0.0], [arg, 1.0, 0.0]])
+    if name in ("TranslateX", "TranslateXRel"):  # Rel: a fraction of the width, else pixels
+        return np.array([[1.0, 0.0, arg * width if name.endswith("Rel") else arg], [0.0, 1.0, 0.0]])
+    if name in ("TranslateY", "TranslateYRel"):
+        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, arg * height if name.endswith("Rel") else arg]])
+    if name == "Rotate":  # PIL Image.rotate(degrees): counter-clockwise about the image centre (w/2, h/2)
+        a = -math.radians(arg)
+        c, s = math.cos(a), math.sin(a)
+        cx, cy = width / 2.0, height / 2.0
+        return np.array([[c, s, cx - c * cx - s * cy], [-s, c, cy + s * cx - c * cy]])
+    raise ValueError(f"{name}: not a geometric RandAugment op ({', '.join(GEOMETRIC_OPS)})")
+
+
+def affine_map(label_map: torch.Tensor, matrix: np.ndarray, image_size: Tuple[int, int]) -> torch.Tensor:
+    """Apply an image affine (``op_matrix``, pixels of a ``(width, height)`` image) to a ``(2, k, H, W)`` map.
+
+    The map covers the whole image, so pixel coordinates scale to map coordinates by ``(W / width,
+    H / height)``; each map cell takes the cell under its centre's pre-image (nearest neighbour). Cells whose
+    pre-image falls outside the map get top-k scores 0 (a uniform target) and the nearest edge cell's class
+    indices (official: ``ndimage.affine_transform(order=0)``, mode ``constant`` for scores, ``nearest`` for
+    indices)."""
+    H, W = label_map.shape[-2:]
+    sx, sy = W / float(image_size[0]), H / float(image_size[1])
+    lin = np.diag([sx, sy]) @ matrix[:, :2] @ np.diag([1.0 / sx, 1.0 / sy])  # the same map in map units
+    shift = np.array([sx, sy]) * matrix[:, 2]
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5,
+                            torch.arange(W, dtype=torch.float64) + 0.5, indexing="ij")
+    x_in = torch.floor(lin[0, 0] * xs + lin[0, 1] * ys + shift[0] + 1e-9).long()
+    y_in = torch.floor(lin[1, 0] * xs + lin[1, 1] * ys + shift[1] + 1e-9).long()
+    inside = (x_in >= 0) & (x_in < W) & (y_in >= 0) & (y_in < H)
+    out = label_map[..., y_in.clamp(0, H - 1), x_in.clamp(0, W - 1)].clone()
+    out[0] *= inside.to(out.dtype)
+    return out
+
+
+class _Recorded:
+    """An image op of timm's RandAugment that records (op name, level arguments, image size) when it runs."""
+
+    def __init__(self, name: str, fn, log: list):
+        self.name, self.fn, self.log = name, fn, log
+
+    def __call__(self, img, *args, **kwargs):
+        self.log.append((self.name, args, img.size))
+        return self.fn(img, *args, **kwargs)
+
+
+class LabelRandAugment:
+    """timm's RandAugment (``config``, e.g. ``rand-m9-mstd0.5-inc1``) on the image, and each geometric op it
+    applied on the label map with the same magnitude and sign (official ``random_augment_label.RandAugment``).
+
+    Op choice, the per-op probability, the magnitude noise (``mstd``) and the sign are timm's own draws: its
+    image ops are wrapped to record what ran, and the map follows the record, so the image sees exactly the
+    random stream of timm's plain RandAugment."""
+
+    def __init__(self, config: str, hparams: Dict[str, Any]):
+        if not str(config).startswith("rand"):
+            raise ValueError(f"aa={config!r}: token labelling supports RandAugment ('rand-...') only, as the "
+                             "official label-aware transform does")
+        patch_timm_posterize()
+        self.ra = rand_augment_transform(config, dict(hparams))
+        self.log: list = []
+        for op in self.ra.ops:
+            op.aug_fn = _Recorded(op.name, op.aug_fn, self.log)
+
+    def __call__(self, img, label_map: torch.Tensor):
+        del self.log[:]
+        img = self.ra(img)
+        for name, args, size in self.log:
+            if name in GEOMETRIC_OPS:
+                label_map = affine_map(label_map, op_matrix(name, float(args[0]), *size), size)
+        return img, label_map
+
+
+def rand_augment_hparams(size: int, mean, interpolation: str) -> Dict[str, Any]:
+    """timm's / the official ``transforms_imagenet_train``'s RandAugment hparams: translate_const 45% of the crop
+    size, fill = the mean pixel, the training interpolation unless ``random`` (then bilinear or bicubic at
+    random per op)."""
+    hp = {"translate_const": int(size * 0.45), "img_mean": tuple(min(255, round(255 * x)) for x in mean)}
+    if interpolation and interpolation != "random":
+        hp["interpolation"] = str_to_pil_interp(interpolation)
+    return hp
+
+
 # --- the label-map-aware image transform ------------------------------------------------------------------------
 class TokenLabelTransform:
     """(PIL image, map) -> (normalised image tensor, map, crop box): the official ``transforms_imagenet_train``
-    order: horizontal flip (image and map), colour jitter (image only), RandomResizedCrop (its box, normalised
-    ``(x1, y1, x2, y2)`` of the flipped image, goes with the map), to tensor, normalise, random erasing."""
+    order: horizontal flip (image and map), RandAugment (``aa``: the image, and the map for its geometric ops)
+    or else colour jitter (image only; the official builds no jitter when ``aa`` is set), RandomResizedCrop (its
+    box, normalised ``(x1, y1, x2, y2)`` of the augmented image, goes with the map), to tensor, normalise,
+    random erasing."""
 
     def __init__(self, size: int, scale: Sequence[float], ratio: Sequence[float], hflip: float,
                  color_jitter: Optional[float], interpolation: str, mean, std, re_prob: float = 0.0,
-                 re_mode: str = "pixel", re_count: int = 1):
+                 re_mode: str = "pixel", re_count: int = 1, aa: Optional[str] = None):
         self.hflip = float(hflip)
-        self.jitter = T.ColorJitter(*(float(color_jitter),) * 3) if color_jitter else None
+        self.randaug = LabelRandAugment(aa, rand_augment_hparams(size, mean, interpolation)) if aa else None
+        self.jitter = T.ColorJitter(*(float(color_jitter),) * 3) if color_jitter and not aa else None
         self.rrc = RandomResizedCropAndInterpolation(size, scale=tuple(scale), ratio=tuple(ratio),
                                                      interpolation=interpolation)
         self.to_tensor = T.Compose([T.ToTensor(), T.Normalize(mean=torch.tensor(mean), std=torch.tensor(std))])
@@ -81,7 +188,9 @@ class TokenLabelTransform:
     def __call__(self, img, label_map: torch.Tensor):
         if torch.rand(1) < self.hflip:
             img, label_map = TF.hflip(img), label_map.flip(-1)
-        if self.jitter is not None:
+        if self.randaug is not None:
+            img, label_map = self.randaug(img, label_map)
+        elif self.jitter is not None:
             img = self.jitter(img)
         i, j, h, w = self.rrc.get_params(img, self.rrc.scale, self.rrc.ratio)
         width, height = img.size
@@ -99,10 +208,10 @@ class TokenLabelTransform:
 
 
 def build_token_label_transform(cfg: Dict[str, Any], size: int, mean, std) -> TokenLabelTransform:
-    """The recipe's transform (``aa`` refused by ``ImageClassification.check_recipe``)."""
+    """The recipe's transform (``aa``: RandAugment strings only, ``ImageClassification.check_recipe``)."""
     return TokenLabelTransform(size, cfg["scale"], cfg["ratio"], cfg["hflip"], cfg["color_jitter"] or None,
                                cfg["train_interpolation"], mean, std, float(cfg["reprob"]), cfg["remode"],
-                               int(cfg["recount"]))
+                               int(cfg["recount"]), aa=cfg.get("aa") or None)
 
 
 class TokenLabelFolder(ImageNetFolder):

@@ -122,9 +122,10 @@ class ImageClassification(ClassificationTask):
         if float(cfg["mixup"]) > 0 or float(cfg["cutmix"]) > 0 or cfg["cutmix_minmax"] is not None:
             raise ConfigError(f"{where}: token_label with Mixup/CutMix is not supported (the official TL recipes "
                               "use MixToken only); set mixup=0 cutmix=0")
-        if cfg["aa"]:  # the official label-aware RandAugment moves the map with each geometric op: not here yet
-            raise ConfigError(f"{where}: aa={cfg['aa']!r} with token_label: RandAugment that moves the label maps "
-                              "is not implemented; set aa=null (colour jitter, crop, flip, erasing are supported)")
+        if cfg["aa"] and not str(cfg["aa"]).startswith("rand"):  # official: label-aware RandAugment only
+            raise ConfigError(f"{where}: aa={cfg['aa']!r} with token_label: only RandAugment ('rand-...', e.g. the "
+                              "official rand-m9-mstd0.5-inc1) moves the label maps with the image; set a rand-... "
+                              "policy or aa=null")
     report_legend = ("Params / GFLOPs: parameter count and fvcore multiply-adds (the paper's FLOPs) for one image "
                      "at the entry's resolution; img/s: fp32 inference throughput on this machine, and the achieved "
                      "2·FLOPs·img/s as a fraction of the fp32 GEMM rate measured in the same run.")
