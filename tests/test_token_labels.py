@@ -345,3 +345,32 @@ def test_token_label_folder_with_randaugment_pickles_and_loads(tmp_path):
     for i in range(len(ds)):
         x, target, ok = ds.get_checked(i)
         assert ok and x.shape == (3, 16, 16) and target["map"].shape == (2, 2, 7, 7)
+
+
+def test_official_map_geometry_option():
+    # official ops: translations as ours; shear / rotate in map index units (half-cell offsets, no aspect
+    # scaling): close to the image on a square map, not exact; the absolute translations have no map op
+    blk = np.kron(np.random.default_rng(3).integers(0, 4, (6, 6)), np.ones((4, 4), int))
+    img, lab = _class_image(blk), _class_map(blk)
+    for name, arg in GEOMETRIC_CASES:
+        off = TL.official_map_op(lab, name, arg)
+        if name in ("TranslateX", "TranslateY"):
+            assert torch.equal(off, lab)
+            continue
+        ours = TL.affine_map(lab, TL.op_matrix(name, arg, 24, 24), (24, 24))
+        grey = np.asarray(_pil_op(name, img, arg))[..., 0].astype(int)
+        img_cls = np.where(grey == 0, -1, grey // 50 - 1)
+        off_cls = np.where(off[0, 0].numpy() == 0, -1, off[1, 0].numpy().astype(int))
+        if name.endswith("Rel"):  # the same shift; scipy's 'constant' also drops pre-images in the last half cell
+            assert torch.equal(off[1], ours[1]) and (off[0] != ours[0]).sum() <= 2 * 24
+        assert (img_cls != off_cls).mean() <= 0.2, (name, arg)
+    aug = TL.TokenLabelTransform(16, (0.5, 1.0), (0.75, 1.33), 0.5, None, "random", (0.5,) * 3, (0.5,) * 3,
+                                 aa="rand-m9-mstd0.5-inc1", map_geometry="official")
+    assert aug.randaug.geometry == "official"
+    params = load_params()
+    cfg = R.resolve_train_config(params, "imagenet", "paper", "uniformer_small_tl",
+                                 ["token_label={root: x, randaug_geometry: official}"])
+    assert cfg["token_label"]["randaug_geometry"] == "official"
+    with pytest.raises(ConfigError, match="randaug_geometry"):
+        R.resolve_train_config(params, "imagenet", "paper", "uniformer_small_tl",
+                               ["token_label={root: x, randaug_geometry: exact}"])

@@ -118,6 +118,38 @@ def affine_map(label_map: torch.Tensor, matrix: np.ndarray, image_size: Tuple[in
     return out
 
 
+def official_map_op(label_map: torch.Tensor, name: str, arg: float) -> torch.Tensor:
+    """The official map op (``random_augment_label.NAME_TO_LABELOP``), for bit-exact reproduction: the image
+    op's shear factor / angle used unchanged in map *index* coordinates (so not scaled for a non-square image),
+    rotation about index ``(H/2, W/2)`` and shear about cell ``(0, 0)``'s centre (both half a cell off the
+    image's centre / corner), translations as a fraction of the map size; ``scipy.ndimage.affine_transform``
+    order 0, scores ``constant`` 0, indices ``nearest``. No map op for the absolute TranslateX / TranslateY."""
+    from scipy import ndimage
+
+    H, W = label_map.shape[-2:]
+    if name == "ShearX":  # (row, col) matrices: row_in = a r + b c + t0, col_in = d r + e c + t1
+        m = (1.0, 0.0, 0.0, arg, 1.0, 0.0)
+    elif name == "ShearY":
+        m = (1.0, arg, 0.0, 0.0, 1.0, 0.0)
+    elif name == "TranslateXRel":
+        m = (1.0, 0.0, 0.0, 0.0, 1.0, arg * W)
+    elif name == "TranslateYRel":
+        m = (1.0, 0.0, arg * H, 0.0, 1.0, 0.0)
+    elif name == "Rotate":
+        a = math.radians(arg)
+        c, s = round(math.cos(a), 15), round(math.sin(a), 15)
+        m = (c, s, H / 2.0 - c * H / 2.0 - s * W / 2.0, -s, c, W / 2.0 + s * H / 2.0 - c * W / 2.0)
+    else:
+        return label_map
+    mat = [[1, 0, 0, 0], [0, m[0], m[1], m[2]], [0, m[3], m[4], m[5]]]
+    arr = label_map.numpy()
+    return torch.from_numpy(np.stack([ndimage.affine_transform(arr[0], matrix=mat, order=0, mode="constant"),
+                                      ndimage.affine_transform(arr[1], matrix=mat, order=0, mode="nearest")]))
+
+
+MAP_GEOMETRIES = ("aligned", "official")
+
+
 class _Recorded:
     """An image op of timm's RandAugment that records (op name, level arguments, image size) when it runs."""
 
@@ -135,9 +167,13 @@ class LabelRandAugment:
 
     Op choice, the per-op probability, the magnitude noise (``mstd``) and the sign are timm's own draws: its
     image ops are wrapped to record what ran, and the map follows the record, so the image sees exactly the
-    random stream of timm's plain RandAugment."""
+    random stream of timm's plain RandAugment. ``geometry``: ``aligned`` (default) moves the map exactly as the
+    image (``affine_map``); ``official`` repeats the official map ops (``official_map_op``)."""
 
-    def __init__(self, config: str, hparams: Dict[str, Any]):
+    def __init__(self, config: str, hparams: Dict[str, Any], geometry: str = "aligned"):
+        if geometry not in MAP_GEOMETRIES:
+            raise ValueError(f"geometry={geometry!r}: one of {', '.join(MAP_GEOMETRIES)}")
+        self.geometry = geometry
         if not str(config).startswith("rand"):
             raise ValueError(f"aa={config!r}: token labelling supports RandAugment ('rand-...') only, as the "
                              "official label-aware transform does")
@@ -151,7 +187,11 @@ class LabelRandAugment:
         del self.log[:]
         img = self.ra(img)
         for name, args, size in self.log:
-            if name in GEOMETRIC_OPS:
+            if name not in GEOMETRIC_OPS:
+                continue
+            if self.geometry == "official":
+                label_map = official_map_op(label_map, name, float(args[0]))
+            else:
                 label_map = affine_map(label_map, op_matrix(name, float(args[0]), *size), size)
         return img, label_map
 
@@ -176,9 +216,10 @@ class TokenLabelTransform:
 
     def __init__(self, size: int, scale: Sequence[float], ratio: Sequence[float], hflip: float,
                  color_jitter: Optional[float], interpolation: str, mean, std, re_prob: float = 0.0,
-                 re_mode: str = "pixel", re_count: int = 1, aa: Optional[str] = None):
+                 re_mode: str = "pixel", re_count: int = 1, aa: Optional[str] = None, map_geometry: str = "aligned"):
         self.hflip = float(hflip)
-        self.randaug = LabelRandAugment(aa, rand_augment_hparams(size, mean, interpolation)) if aa else None
+        self.randaug = (LabelRandAugment(aa, rand_augment_hparams(size, mean, interpolation), map_geometry)
+                        if aa else None)
         self.jitter = T.ColorJitter(*(float(color_jitter),) * 3) if color_jitter and not aa else None
         self.rrc = RandomResizedCropAndInterpolation(size, scale=tuple(scale), ratio=tuple(ratio),
                                                      interpolation=interpolation)
@@ -211,7 +252,8 @@ def build_token_label_transform(cfg: Dict[str, Any], size: int, mean, std) -> To
     """The recipe's transform (``aa``: RandAugment strings only, ``ImageClassification.check_recipe``)."""
     return TokenLabelTransform(size, cfg["scale"], cfg["ratio"], cfg["hflip"], cfg["color_jitter"] or None,
                                cfg["train_interpolation"], mean, std, float(cfg["reprob"]), cfg["remode"],
-                               int(cfg["recount"]), aa=cfg.get("aa") or None)
+                               int(cfg["recount"]), aa=cfg.get("aa") or None,
+                               map_geometry=(cfg.get("token_label") or {}).get("randaug_geometry") or "aligned")
 
 
 class TokenLabelFolder(ImageNetFolder):

@@ -16,7 +16,7 @@ from ..config import ConfigError
 from ..data.check import check_imagenet
 from ..data.imagenet import ImageNetFolder, dataset_manifest_hash
 from ..data.synth_imagenet import write_synthetic_imagenet
-from ..data.token_labels import TokenLabelFolder, build_token_label_transform, write_synthetic_maps
+from ..data.token_labels import MAP_GEOMETRIES, TokenLabelFolder, build_token_label_transform, write_synthetic_maps
 from ..data.transforms import build_eval_transform, build_train_transform, eval_data_config, train_img_size
 from ..models.catalog import imagenet_entries
 from .base import Column, DataAction, DatasetSpec, TableSpec, register_dataset, register_table, register_task
@@ -94,7 +94,7 @@ class ImageData:
         return dataset_manifest_hash(self.root)
 
 
-TOKEN_LABEL_KEYS = ("root", "dense_weight", "synth")
+TOKEN_LABEL_KEYS = ("root", "dense_weight", "synth", "randaug_geometry")
 
 
 def token_labels_field(train_cfg: Dict[str, Any]) -> Dict[str, str]:
@@ -126,6 +126,9 @@ class ImageClassification(ClassificationTask):
             raise ConfigError(f"{where}: aa={cfg['aa']!r} with token_label: only RandAugment ('rand-...', e.g. the "
                               "official rand-m9-mstd0.5-inc1) moves the label maps with the image; set a rand-... "
                               "policy or aa=null")
+        if (tl.get("randaug_geometry") or "aligned") not in MAP_GEOMETRIES:
+            raise ConfigError(f"{where}.token_label.randaug_geometry={tl['randaug_geometry']!r}: one of "
+                              f"{', '.join(MAP_GEOMETRIES)} (how RandAugment's geometric ops move the maps)")
     report_legend = ("Params / GFLOPs: parameter count and fvcore multiply-adds (the paper's FLOPs) for one image "
                      "at the entry's resolution; img/s: fp32 inference throughput on this machine, and the achieved "
                      "2·FLOPs·img/s as a fraction of the fp32 GEMM rate measured in the same run.")
