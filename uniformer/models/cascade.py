@@ -89,12 +89,13 @@ class CascadeRoIHeads(RoIHeads):
         return result, {}
 
 
-def cascade_mask_rcnn(config_name: str, num_classes: int = 80) -> MaskRCNN:
+def cascade_mask_rcnn(config_name: str, num_classes: int = 80, detector: Optional[dict] = None,
+                      **backbone_kwargs) -> MaskRCNN:
     """The official Cascade Mask R-CNN config (``cascade_mask_rcnn_3x_ms_hybrid_small`` / ``_base``)."""
     if config_name not in CASCADE_CONFIGS:
         raise KeyError(f"{config_name}: not one of {CASCADE_CONFIGS}")
-    backbone = BackboneWithFPN(build_official(backbone_stem(config_name)))
-    model = MaskRCNN(backbone, num_classes=num_classes + 1, **_detector_kwargs())
+    backbone = BackboneWithFPN(build_official(backbone_stem(config_name), **backbone_kwargs))
+    model = MaskRCNN(backbone, num_classes=num_classes + 1, **{**_detector_kwargs(), **(detector or {})})
     model.roi_heads = CascadeRoIHeads(model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool,
                                       num_classes + 1)
     return _use_mmdet_transform(model).eval()

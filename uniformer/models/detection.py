@@ -94,14 +94,15 @@ def paste_masks_float(masks: torch.Tensor, boxes: torch.Tensor, img_hw: Tuple[in
 class MMDetTransform(GeneralizedRCNNTransform):
     """Test time as mmdet: resize with mmcv's rounding *before* normalising, the resized image kept on the
     uint8 grid (mmcv resizes the uint8 image; inputs are 0-1 floats of uint8 images), and mmdet's mask paste.
-    Training is torchvision's."""
+    Training: no resize here; the data pipeline resizes (and flips, ``tasks.detection``) as mmdet's does, so
+    its scale policy (single or multi-scale) is the recipe's; normalising and padding to 32 are torchvision's."""
 
     def normalize(self, image):
         return super().normalize(image) if self.training else image  # eval: normalised in resize()
 
     def resize(self, image, target=None):
         if self.training:
-            return super().resize(image, target)
+            return image, target
         h, w = image.shape[-2:]
         size = mmcv_rescale_size(h, w, (self.max_size, self.min_size[-1]))
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -186,20 +187,28 @@ def _use_mmdet_transform(model: MaskRCNN) -> MaskRCNN:
     return model
 
 
-def mask_rcnn(config_name: str, num_classes: int = 80) -> MaskRCNN:
+def mask_rcnn(config_name: str, num_classes: int = 80, detector: Optional[dict] = None, **backbone_kwargs) -> MaskRCNN:
     """The official Mask R-CNN config ``config_name`` (``mask_rcnn_1x_hybrid_small``, ``mask_rcnn_1x_xxs``, ...)
     as a torchvision ``MaskRCNN`` with ``num_classes + 1`` outputs (label 0 = background, label L = mmdet
-    class L-1). ``convert.convert_checkpoint`` turns the official state dict into this model's."""
+    class L-1). ``convert.convert_checkpoint`` turns the official state dict into this model's.
+    ``detector``: torchvision ``MaskRCNN`` keywords replacing the official ones (e.g. fewer sampled RoIs for a CPU
+    smoke run); ``backbone_kwargs``: for the dense backbone (``drop_path_rate``)."""
     if config_name not in MASK_RCNN_CONFIGS:
         raise KeyError(f"{config_name}: not one of {MASK_RCNN_CONFIGS}")
-    backbone = BackboneWithFPN(build_official(backbone_stem(config_name)))
-    model = MaskRCNN(backbone, num_classes=num_classes + 1, **_detector_kwargs())
+    backbone = BackboneWithFPN(build_official(backbone_stem(config_name), **backbone_kwargs))
+    model = MaskRCNN(backbone, num_classes=num_classes + 1, **{**_detector_kwargs(), **(detector or {})})
     return _use_mmdet_transform(model).eval()
 
 
-def build_detector(config_name: str, num_classes: int = 80) -> nn.Module:
-    """Any official detection config: Mask R-CNN or Cascade Mask R-CNN."""
+def build_detector(config_name: str, num_classes: int = 80, detector: Optional[dict] = None,
+                   **backbone_kwargs) -> nn.Module:
+    """Any official detection config: Mask R-CNN or Cascade Mask R-CNN (arguments as ``mask_rcnn``)."""
     if config_name.startswith("cascade_"):
         from .cascade import cascade_mask_rcnn  # lazy: cascade imports this module (import cycle)
-        return cascade_mask_rcnn(config_name, num_classes)
-    return mask_rcnn(config_name, num_classes)
+        return cascade_mask_rcnn(config_name, num_classes, detector, **backbone_kwargs)
+    return mask_rcnn(config_name, num_classes, detector, **backbone_kwargs)
+
+
+def set_test_scale(model: nn.Module, scale) -> None:
+    """The keep-ratio test scale (long, short) of ``model``'s transform (mmdet's test ``img_scale``)."""
+    model.transform.max_size, model.transform.min_size = int(max(scale)), (int(min(scale)),)

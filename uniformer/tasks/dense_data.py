@@ -1,17 +1,14 @@
-"""The dense formats' data tools: ``uniformer data synth|check coco|ade20k|coco_pose``.
+"""The dense formats' data tools as ``uniformer data synth|check`` actions (``synth_action``, ``check_action``).
 
-COCO instances (detection + instance segmentation), ADE20K and COCO keypoints are read, written and checked by
-``uniformer.data``; their tasks and tables (training, evaluation, reports) are registered next to them once they
-exist. Until then only the data tools are, so a user can validate a real copy and write the synthetic twin.
+COCO instances, ADE20K and COCO keypoints are read, written and checked by ``uniformer.data``; each registers
+its tools with its task (``tasks.detection``, ``tasks.segmentation``, ``tasks.pose``).
 """
 import argparse
 import inspect
 import sys
 from typing import Callable
 
-from ..data.check_coco import check_coco
-from ..data.synth_coco import write_synthetic_coco
-from .base import DataAction, register_data_tools
+from .base import DataAction
 
 
 def synth_action(name: str, writer: Callable) -> DataAction:
@@ -36,7 +33,3 @@ def check_action(name: str, checker: Callable) -> DataAction:
         p.add_argument("--root", required=True, help="data set root folder")
     return DataAction(name, add, lambda args: checker(args.root))
 
-
-# ade20k and coco_pose: registered with their tasks (``tasks.segmentation``, ``tasks.pose``)
-for _name, _check, _synth in (("coco", check_coco, write_synthetic_coco),):
-    register_data_tools(_name, check_action(_name, _check), synth_action(_name, _synth))

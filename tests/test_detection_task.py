@@ -1,0 +1,117 @@
+"""COCO instance segmentation as a registry task: its batch hooks (collate, train_loss, predict, meter) on a tiny
+batch, the mmdet training transforms, and ``uniformer train coco`` / ``uniformer eval coco`` end to end on a tiny
+synthetic set (metrics.json keys, resume, eval of our checkpoint), with nothing detection-specific in the engine."""
+import copy
+import json
+
+import pytest
+import torch
+
+from uniformer.cli import main
+from uniformer.config import ConfigError, load_params
+from uniformer.data.synth_coco import write_synthetic_coco
+from uniformer.engine.recipe import resolve_train_config
+from uniformer.engine.train import train
+from uniformer.tasks import get_dataset, open_data
+from uniformer.tasks.detection import hflip_sample, resize_sample
+
+# a narrow light trunk and few RoIs: the hooks and the engine, not the accuracy
+TINY = {"embed_dim": [16, 32, 64, 128], "head_dim": 16,
+        "detector": {"box_batch_size_per_image": 16, "rpn_pre_nms_top_n_train": 64, "rpn_post_nms_top_n_train": 64,
+                     "rpn_pre_nms_top_n_test": 32, "rpn_post_nms_top_n_test": 32, "representation_size": 64}}
+
+
+def _cfg(root, **over):
+    cfg = resolve_train_config(load_params(), "coco", "smoke", overrides=[f"{k}={v}" for k, v in over.items()])
+    cfg["model_kwargs"] = copy.deepcopy(TINY)
+    cfg["data"].update(root=str(root), synth=None)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco")
+    write_synthetic_coco(root, train_images=4, val_images=2, seed=0, min_size=48, max_size=80)
+    return root
+
+
+def test_detection_hooks(coco):
+    cfg = _cfg(coco)
+    task, data = get_dataset("coco").task, open_data("coco", coco, cfg["data"])
+    classes = data.classes()
+    assert classes == ["circle", "square", "triangle", "ring", "star"]  # category ids 1, 3, 7, 12, 20
+    model = task.build_model(cfg, len(classes))
+    train_set = data.train_set(cfg, model, classes)
+    samples, targets = zip(*(train_set[i] for i in range(2)))
+    images, targets = task.to_device(*task.collate(samples, targets), torch.device("cpu"), False)
+    for im, t in zip(images, targets):
+        assert max(im.shape[-2:]) <= 128 and min(im.shape[-2:]) <= 96  # keep-ratio within (128, 96)
+        assert t["masks"].shape[-2:] == im.shape[-2:] and len(t["boxes"]) == len(t["labels"]) > 0
+    assert task.build_loss(cfg, len(classes)) is None
+    model.train()
+    loss, n = task.train_loss(model, images, targets, None, None)
+    assert n == 2 and loss.requires_grad and torch.isfinite(loss)
+    loss.backward()
+    val_set = data.val_set(cfg, model, classes)
+    assert model.transform.max_size == 128 and model.transform.min_size == (96,)
+    inputs, metas = task.collate(*zip(*(val_set[i] for i in range(2))))
+    model.eval()
+    model.roi_heads.score_thresh = 0.0  # random weights: keep whatever comes out
+    with torch.no_grad():
+        outputs = task.predict(model, inputs)
+    assert [o["masks"].shape[-2:] for o in outputs] == [x.shape[-2:] for x in inputs]  # original resolution
+    meter = task.meter(len(classes), val_set)
+    meter.update(outputs, metas)
+    s = meter.summary()
+    assert s["samples"] == 2 and set(task.metrics) <= set(s) and task.metrics[:4] == (
+        "box_ap", "mask_ap", "box_ap50", "mask_ap50")
+    assert all(0.0 <= s[k] <= 100.0 for k in task.metrics)
+    merged = task.meter(len(classes), val_set).merge([meter.state()])  # the gather round trip
+    assert merged.summary() == s
+    ckpt = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(6, 64)}
+    assert task.num_outputs(ckpt, "x.pth") == 5  # background row left out
+    with pytest.raises(ConfigError, match="checkpoint convert"):
+        task.num_outputs({"roi_head.bbox_head.fc_cls.weight": torch.zeros(6, 4)}, "official.pth")
+
+
+def test_resize_and_flip_follow_mmdet():
+    image = torch.zeros(3, 30, 40)
+    masks = torch.zeros(1, 30, 40, dtype=torch.uint8)
+    masks[0, 0:10, 0:20] = 1
+    target = {"boxes": torch.tensor([[0.0, 0.0, 20.0, 10.0]]), "labels": torch.tensor([1]), "masks": masks}
+    image2, t2 = resize_sample(image, target, (100, 45))  # factor min(100/40, 45/30) = 1.5 -> 45 x 60
+    assert image2.shape[-2:] == (45, 60) and t2["masks"].shape[-2:] == (45, 60)
+    assert t2["boxes"].tolist() == [[0.0, 0.0, 30.0, 15.0]] and int(t2["masks"].sum()) == 15 * 30
+    _, t3 = hflip_sample(image2, t2)
+    assert t3["boxes"].tolist() == [[30.0, 0.0, 60.0, 15.0]] and t3["masks"][0, 0, 30:].all()
+
+
+def test_cascade_is_not_trained():
+    with pytest.raises(ConfigError, match="inference only"):
+        resolve_train_config(load_params(), "coco", "smoke", "cascade_mask_rcnn_3x_ms_hybrid_small")
+
+
+def test_train_resume_eval_through_the_cli(coco, tmp_path, monkeypatch):
+    """``uniformer train coco`` stopped after epoch 1 and resumed, then ``uniformer eval coco`` of its checkpoint."""
+    params = load_params()
+    params["train"]["coco"]["smoke"]["model_kwargs"] = TINY
+    params["data"]["coco"]["smoke"].update(root=str(coco), synth=None)
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps(params))  # JSON is YAML
+    out, ev = tmp_path / "run", tmp_path / "eval"
+    args = ["train", "coco", "--params", str(path), "--out", str(out), "--no-progress", "epochs=2", "eval_every=1",
+            "batch_size=2", "warmup_epochs=0"]
+    assert main(args + ["--stop-after-epoch", "1"]) == 0 and not (out / "metrics.json").exists()
+    assert main(args + ["--resume"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    task = get_dataset("coco").task
+    assert result["resumed"] and result["epochs"] == 2 and len(result["history"]) == 2
+    assert all(result[f"val_{k}"] is not None for k in task.metrics) and result["chance_box_ap"] == 0.0
+    assert result["img_scale"] == [128, 96]
+    assert main(["eval", "coco", "--params", str(path), "--checkpoint", str(out / "last.pth"), "--out", str(ev),
+                 "--no-progress"]) == 0
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["checkpoint_kind"] == "ours" and m["samples"] == 2 and m["img_scale"] == [128, 96]
+    # the eval of the last weights is the last epoch's validation (same protocol, same images)
+    assert m["box_ap"] == pytest.approx(result["val_box_ap"], abs=1e-6)
+    assert m["mask_ap50"] == pytest.approx(result["val_mask_ap50"], abs=1e-6)

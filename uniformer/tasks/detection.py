@@ -1,0 +1,273 @@
+"""COCO detection and instance segmentation: Mask R-CNN on the UniFormer dense backbones (the paper's COCO rows).
+
+Data set ``coco``: ``annotations/instances_{train,val}2017.json`` + ``{train,val}2017/`` (``data.coco``), its
+checker and synthetic twin (``data.check_coco``, ``data.synth_coco``). No table is registered yet (the report
+columns, workflow target and gate baseline come with it): ``uniformer train|eval coco`` only.
+
+Training follows mmdet 2.11's pipeline: keep-ratio resize to the recipe's ``img_scale`` (long, short) with mmcv's
+rounding, flip 0.5, images without a usable object left out (``filter_empty_gt``); the model normalises and pads
+to 32. The torchvision detector returns its loss dict in training, which ``train_loss`` sums. Evaluation is
+mmdet's test (``models.detection``: resize inside the model, float-box mask paste) scored by pycocotools
+(``engine.coco_eval``): bbox and segm AP, AP50, AP75, APs/m/l in %.
+"""
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import ConfigError
+from ..data.check_coco import check_coco
+from ..data.coco import CategoryMap, CocoInstances, coco_paths, load_coco, read_image
+from ..data.imagenet import dataset_manifest_hash
+from ..data.synth_coco import write_synthetic_coco
+from ..engine.coco_eval import STAT_NAMES, evaluate_results, to_coco_results
+from ..models.detection import TEST_SCALE, build_detector, mmcv_rescale_size, set_test_scale
+from ..profiling.optimize import InferenceModel
+from .base import DatasetSpec, Task, _to, register_dataset, register_task
+from .dense_data import check_action, synth_action
+
+IOU_TYPES = {"box": "bbox", "mask": "segm"}  # metric prefix -> pycocotools iouType
+
+
+# --- training pipeline (mmdet 2.11: Resize keep_ratio, RandomFlip, Normalize / Pad in the model) ----------------
+def resize_sample(image: torch.Tensor, target: Dict[str, torch.Tensor], scale) -> tuple:
+    """mmdet ``Resize(keep_ratio=True)``: the image (0-1 float of uint8 values) bilinear on the uint8 grid, the
+    masks nearest, the boxes by the per-axis factors, to the mmcv-rounded size for ``scale`` (long, short)."""
+    h, w = image.shape[-2:]
+    size = mmcv_rescale_size(h, w, (int(max(scale)), int(min(scale))))
+    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    image = (image * 255).round().clamp(0, 255) / 255
+    masks = target["masks"]
+    if len(masks):
+        masks = F.interpolate(masks[None].float(), size=size, mode="nearest")[0].to(torch.uint8)
+    else:
+        masks = masks.new_zeros((0,) + size)
+    factor = torch.tensor([size[1] / w, size[0] / h] * 2)
+    return image, {**target, "boxes": target["boxes"] * factor, "masks": masks}
+
+
+def hflip_sample(image: torch.Tensor, target: Dict[str, torch.Tensor]) -> tuple:
+    """mmdet ``RandomFlip`` horizontal: x1' = w - x2, x2' = w - x1."""
+    w = image.shape[-1]
+    boxes = target["boxes"].clone()
+    boxes[:, [0, 2]] = w - target["boxes"][:, [2, 0]]
+    return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
+
+
+class DetTrainSet(torch.utils.data.Dataset):
+    """(resized, maybe flipped image (3, H, W) in [0, 1], {boxes, labels, masks}) per training image."""
+
+    def __init__(self, data: CocoInstances, cfg: Dict[str, Any]):
+        self.data, self.scale, self.hflip = data, cfg["img_scale"], float(cfg["hflip"])
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))))  # from torch's (per-worker, seeded) stream
+        image, target = self.data[i]
+        target = {k: target[k] for k in ("boxes", "labels", "masks")}
+        image, target = resize_sample(image, target, self.scale)
+        if rng.random() < self.hflip:
+            image, target = hflip_sample(image, target)
+        return image, target
+
+
+class DetTestSet(torch.utils.data.Dataset):
+    """(image at original size in [0, 1], {image_id}) per image: the model resizes (mmdet's test protocol)."""
+
+    def __init__(self, root: Path, split: str):
+        ann, self.image_dir = coco_paths(root, split)
+        self.coco = load_coco(ann)
+        self.categories = CategoryMap(self.coco.cats)
+        self.ids = sorted(self.coco.imgs)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        image_id = self.ids[i]
+        image = np.asarray(read_image(self.image_dir / self.coco.imgs[image_id]["file_name"])).copy()
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 255, {"image_id": image_id}
+
+
+# --- the adapter -------------------------------------------------------------------------------------------------
+class CocoData:
+    """COCO instances; ``data.coco.<profile>`` keys: ``root``, ``source``, ``synth`` (the synthetic set the smoke
+    profile writes when the root is empty). Classes: the annotation categories by ascending id (label 1..K)."""
+
+    def __init__(self, dataset: str, root: os.PathLike, data_cfg: Dict[str, Any]):
+        self.dataset, self.root, self.cfg = dataset, Path(root), data_cfg
+
+    def ensure(self) -> None:
+        if (self.root / "annotations").is_dir() or (self.root / "manifest.json").is_file() or not self.cfg.get("synth"):
+            return
+        print(f"{self.root}: no data set; writing the synthetic one ({self.cfg['synth']})", file=sys.stderr)
+        write_synthetic_coco(self.root, **{k: int(v) for k, v in self.cfg["synth"].items()})
+
+    def _ann(self, split: str) -> Path:
+        ann = coco_paths(self.root, split)[0]
+        if not ann.is_file():
+            raise ConfigError(f"{ann}: missing; check the root (`uniformer data check coco --root {self.root}`)")
+        return ann
+
+    def _classes_of(self, split: str) -> List[str]:
+        cats = load_coco(self._ann(split)).cats
+        return [cats[c]["name"] for c in sorted(cats)]
+
+    def classes(self) -> List[str]:
+        return self._classes_of("train")
+
+    def class_index_desc(self) -> str:
+        return "COCO category ids in ascending order (label 1..K; 0 = background)"
+
+    def eval_classes(self, trained, checkpoint, num_classes):
+        val = self._classes_of("val")
+        if trained is not None and list(trained) != val:
+            raise ConfigError(f"{checkpoint}: trained on categories {trained}, but {self._ann('val')} has {val}")
+        if len(val) != num_classes:
+            raise ConfigError(f"{checkpoint}: predicts {num_classes} classes, {self._ann('val')} has {len(val)} "
+                              "categories")
+        return val
+
+    def train_set(self, cfg, model, classes):
+        self._ann("train")
+        data = CocoInstances(self.root, "train", skip_empty=True)  # mmdet's filter_empty_gt
+        if not len(data):
+            raise ConfigError(f"{self._ann('train')}: no image with a usable (non-crowd, >= 1 px) object")
+        return DetTrainSet(data, cfg)
+
+    def val_set(self, cfg, model, classes):
+        set_test_scale(model, cfg["img_scale"])  # validation at the training scale
+        self._ann("val")
+        return DetTestSet(self.root, "val")
+
+    def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
+        return {"img_scale": [int(s) for s in cfg["img_scale"]], "hflip": float(cfg["hflip"])}
+
+    def test_set(self, eval_cfg, model, classes, train_cfg):
+        scale = eval_cfg.get("img_scale") or train_cfg.get("img_scale") or TEST_SCALE
+        set_test_scale(model, scale)
+        self._ann("val")
+        return DetTestSet(self.root, "val"), {"img_scale": [int(max(scale)), int(min(scale))]}
+
+    def manifest(self) -> str:
+        return dataset_manifest_hash(self.root)
+
+
+# --- the task ------------------------------------------------------------------------------------------------------
+class DetectionMeter:
+    """COCO results (RLE masks, made per image so full-size masks never pile up) gathered over processes
+    (``state`` / ``merge``); ``summary`` scores bbox and segm with pycocotools, in %."""
+
+    def __init__(self, dataset: DetTestSet):
+        self.coco, self.categories = dataset.coco, dataset.categories
+        self.results: List[dict] = []
+        self.image_ids: List[int] = []
+
+    def update(self, outputs, targets) -> None:
+        for out, t in zip(outputs, targets):
+            self.image_ids.append(int(t["image_id"]))
+            self.results += to_coco_results(self.image_ids[-1], out, self.categories)
+
+    def state(self):
+        return {"results": self.results, "image_ids": self.image_ids}
+
+    def merge(self, states) -> "DetectionMeter":
+        self.results = [r for st in states for r in st["results"]]
+        self.image_ids = [i for st in states for i in st["image_ids"]]
+        return self
+
+    def summary(self) -> Dict[str, float]:
+        stats = evaluate_results(self.coco, self.results, IOU_TYPES.values(), image_ids=self.image_ids)
+        # pycocotools' -1 (no ground truth in an area range) -> 0, as the pose meter does
+        return {**{f"{p}_{s.lower()}": 100.0 * max(stats[t][s], 0.0) for p, t in IOU_TYPES.items()
+                   for s in STAT_NAMES}, "samples": len(self.image_ids)}
+
+
+def load_backbone_init(model, path: str) -> str:
+    """An ImageNet checkpoint (ours or official) into the detector's backbone, as mmdet's ``Pretrained`` init:
+    every key the dense backbone shares with it (same name and shape); the classifier and the single final norm
+    have no counterpart (the dense backbone has norm1..4). Fails if most of the trunk would stay random."""
+    from ..engine.checkpointing import checkpoint_state_dict, read_any_checkpoint
+    state_dict, _ = checkpoint_state_dict(read_any_checkpoint(path), "model")
+    body = model.backbone.body
+    own = body.state_dict()
+    taken = {k: v for k, v in state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if len(taken) < len(own) // 2:
+        raise ConfigError(f"{path}: only {len(taken)} of the backbone's {len(own)} tensors match by name and shape; "
+                          "give the ImageNet checkpoint of the recipe's backbone (e.g. uniformer_xxs for *_xxs)")
+    body.load_state_dict(taken, strict=False)
+    return f"backbone: {len(taken)}/{len(own)} tensors from {path}"
+
+
+class InstanceSegmentation(Task):
+    name = "instance_segmentation"
+    # img_scale (long, short) and hflip: the training pipeline; backbone_init: an ImageNet checkpoint (or null);
+    # decay_*: the step schedule's milestones and factor (``engine.recipe``)
+    recipe_keys = ("img_scale", "hflip", "backbone_init", "decay_milestones", "decay_rate")
+    metrics = tuple(f"{p}_{s.lower()}" for s in STAT_NAMES for p in IOU_TYPES)  # box_ap, mask_ap, box_ap50, ...
+
+    def check_recipe(self, cfg, where):
+        if str(cfg["model"]).startswith("cascade_"):
+            raise ConfigError(f"params.yaml: {where}.model {cfg['model']}: Cascade Mask R-CNN is inference only "
+                              "(evaluate an official checkpoint); train a mask_rcnn_* config")
+        if len(cfg["img_scale"]) != 2:
+            raise ConfigError(f"params.yaml: {where}.img_scale {cfg['img_scale']}: give [long, short]")
+
+    def build_model(self, cfg, num_classes):
+        model = build_detector(cfg["model"], num_classes, drop_path_rate=float(cfg["drop_path"]),
+                               **(cfg.get("model_kwargs") or {}))
+        set_test_scale(model, cfg["img_scale"])
+        if cfg.get("backbone_init"):
+            print(f"initial weights: {load_backbone_init(model, cfg['backbone_init'])}", file=sys.stderr)
+        return model
+
+    def create_model(self, name, num_classes, model_kwargs):
+        return build_detector(name, num_classes, **model_kwargs)
+
+    def build_loss(self, cfg, num_classes):
+        return None  # the detector computes its losses (``train_loss``)
+
+    def num_outputs(self, state_dict, checkpoint):
+        for key in ("roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.0.cls_score.weight"):
+            if key in state_dict:
+                return int(state_dict[key].shape[0]) - 1  # torchvision's background row
+        raise ConfigError(f"{checkpoint}: no roi_heads.box_predictor; not one of our detection checkpoints (an "
+                          "official mmdet one: `uniformer checkpoint convert` it first)")
+
+    def meter(self, num_classes, dataset=None):
+        return DetectionMeter(dataset)
+
+    def chance_level(self, num_classes):
+        return 0.0  # boxes without information overlap no object: AP 0
+
+    def collate(self, samples, targets):
+        return list(samples), list(targets)  # images of their own sizes; the model pads them
+
+    def to_device(self, inputs, targets, device, channels_last):
+        return [x.to(device, non_blocking=True) for x in inputs], _to(targets, device)
+
+    def train_loss(self, net, inputs, targets, loss_fn, mixup_fn):
+        losses = net(inputs, targets)  # torchvision: RPN + box + mask losses in training mode
+        return sum(losses.values()), len(inputs)
+
+    def predict(self, model, inputs):
+        if isinstance(model, InferenceModel):  # eval's wrapper takes one tensor; the detector takes a list
+            if model.precision != "fp32" or model.channels_last:
+                raise ConfigError("detection evaluates in fp32 without channels_last (set eval.coco precision / "
+                                  "channels_last)")
+            model = model.model
+        return model(inputs)
+
+
+TASK = register_task(InstanceSegmentation())
+register_dataset(DatasetSpec(
+    "coco", TASK, "coco", "COCO", CocoData, short="COCO",
+    check=check_action("coco", check_coco), synth=synth_action("coco", write_synthetic_coco),
+    real_sources=("coco-val2017",)))
