@@ -11,7 +11,6 @@ from uniformer.cli import main
 from uniformer.config import ConfigError, load_params
 from uniformer.data.synth_coco import write_synthetic_coco
 from uniformer.engine.recipe import resolve_train_config
-from uniformer.engine.train import train
 from uniformer.tasks import get_dataset, open_data
 from uniformer.tasks.detection import hflip_sample, resize_sample
 
