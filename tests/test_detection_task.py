@@ -114,3 +114,20 @@ def test_train_resume_eval_through_the_cli(coco, tmp_path, monkeypatch):
     # the eval of the last weights is the last epoch's validation (same protocol, same images)
     assert m["box_ap"] == pytest.approx(result["val_box_ap"], abs=1e-6)
     assert m["mask_ap50"] == pytest.approx(result["val_mask_ap50"], abs=1e-6)
+
+
+def test_backbone_init_from_an_imagenet_checkpoint(coco, tmp_path):
+    """``backbone_init``: the ImageNet trunk lands in the detector's backbone (classifier ignored); a missing file
+    is a clear error."""
+    import timm
+    net = timm.create_model("uniformer_xxs")
+    torch.save({"model": net.state_dict()}, tmp_path / "in1k.pth")
+    cfg = _cfg(coco)
+    cfg["model_kwargs"] = {"detector": TINY["detector"]}  # the full XXS trunk, as the checkpoint's
+    cfg["backbone_init"] = str(tmp_path / "in1k.pth")
+    model = get_dataset("coco").task.build_model(cfg, 5)
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body["patch_embed1.proj.0.weight"], net.state_dict()["patch_embed1.proj.0.weight"])
+    cfg["backbone_init"] = str(tmp_path / "missing.pth")
+    with pytest.raises(ConfigError, match="missing.pth"):
+        get_dataset("coco").task.build_model(cfg, 5)

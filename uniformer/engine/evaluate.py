@@ -1,6 +1,6 @@
 """``uniformer eval <dataset>``: top-1 / top-5 / loss / per-class accuracy / throughput of a checkpoint.
 
-    uniformer eval imagenet|kinetics400|kinetics600|ssv1|ssv2|ade20k|coco_pose --checkpoint PATH [--model NAME[.TAG]]
+    uniformer eval imagenet|kinetics400|kinetics600|ssv1|ssv2|ade20k|coco|coco_pose --checkpoint PATH [--model NAME[.TAG]]
                    [--profile smoke|paper] [--data-root DIR] [--out DIR] [--class-index FILE [FILE]]
                    [--img-size N] [--temporal-clips N] [--spatial-crops N] [--batch-size N]
                    [--precision fp32|bf16] [--channels-last] [--compile] [--weights auto|model|ema]

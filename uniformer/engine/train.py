@@ -1,6 +1,6 @@
 """``uniformer train <dataset>``: train a model with the recipe of params.yaml (smoke or paper profile).
 
-    uniformer train imagenet|kinetics400|kinetics600|ssv1|ssv2|ade20k|coco_pose [--model NAME[.TAG]] [--profile smoke|paper]
+    uniformer train imagenet|kinetics400|kinetics600|ssv1|ssv2|ade20k|coco|coco_pose [--model NAME[.TAG]] [--profile smoke|paper]
                     [--data-root DIR] [--out DIR] [--resume] [--checkpoint PATH] [key=value ...]
     torchrun --nproc_per_node N -m uniformer.cli train kinetics400 ...     # DistributedDataParallel
 

@@ -191,19 +191,17 @@ class DetectionMeter:
 
 
 def load_backbone_init(model, path: str) -> str:
-    """An ImageNet checkpoint (ours or official) into the detector's backbone, as mmdet's ``Pretrained`` init:
-    every key the dense backbone shares with it (same name and shape); the classifier and the single final norm
-    have no counterpart (the dense backbone has norm1..4). Fails if most of the trunk would stay random."""
-    from ..engine.checkpointing import checkpoint_state_dict, read_any_checkpoint
-    state_dict, _ = checkpoint_state_dict(read_any_checkpoint(path), "model")
-    body = model.backbone.body
-    own = body.state_dict()
-    taken = {k: v for k, v in state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if len(taken) < len(own) // 2:
-        raise ConfigError(f"{path}: only {len(taken)} of the backbone's {len(own)} tensors match by name and shape; "
-                          "give the ImageNet checkpoint of the recipe's backbone (e.g. uniformer_xxs for *_xxs)")
-    body.load_state_dict(taken, strict=False)
-    return f"backbone: {len(taken)}/{len(own)} tensors from {path}"
+    """An ImageNet checkpoint (ours or official) into the detector's backbone, as mmdet's ``Pretrained`` init
+    (``models.checkpoint.load_into_dense_backbone``: classifier and final norm ignored, norm1..4 fresh)."""
+    from ..models.checkpoint import CheckpointError, load_into_dense_backbone
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such ImageNet checkpoint (recipe key backbone_init); download it or set "
+                          "backbone_init=null to train from scratch")
+    try:
+        ignored, fresh = load_into_dense_backbone(model.backbone.body, path)
+    except CheckpointError as e:
+        raise ConfigError(f"{path} (backbone_init): {e}") from None
+    return f"backbone from {path} ({len(ignored)} classifier keys ignored, {len(fresh)} dense norms fresh)"
 
 
 class InstanceSegmentation(Task):
