@@ -107,5 +107,6 @@ def run_check(args) -> int:
     print(format_table(rows))
     print(f"\nregression gate {'passed' if ok else 'FAILED'} (accuracy: one-sided binomial bound at alpha "
           f"{tol['alpha']} around the baseline and above chance; throughput/GEMM-rate drop ≤ "
-          f"{100 * tol['efficiency_drop']:.0f}% per entry; results made by this checkout's code and params)")
+          f"{100 * tol['efficiency_drop']:.0f}% per entry beyond the others' median shift, median shift ≤ "
+          f"{100 * tol['machine_drop']:.0f}%; results made by this checkout's code and params)")
     return 0 if ok else 1
