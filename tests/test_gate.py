@@ -85,18 +85,49 @@ def test_the_bound_never_admits_chance():
     assert bound < chance == need and 1 - __import__("scipy").stats.binom.cdf(need - 1, 32, 0.25) <= 0.01
 
 
-@pytest.mark.parametrize("table", ["imagenet", "kinetics", "something"])
+@pytest.mark.parametrize("table", ["imagenet", "kinetics", "something", "ade20k", "coco_pose"])
 def test_committed_baselines_pass_themselves_and_fail_a_constant_predictor(table):
     """Each committed smoke baseline is above chance (else no model could pass it), and a model predicting one
-    class for every sample (top-1 = 1/classes on these balanced sets) fails it."""
+    class for every sample (top-1 = 1/classes on these balanced sets; mIoU / AP: a model that has learnt
+    nothing, about 0) fails it."""
     base = json.loads((ROOT / f"reports/baselines/{table}_smoke.json").read_text())
     tol = yaml.safe_load((ROOT / "params.yaml").read_text())["tables"][table]["smoke"]["gate"]
     assert base["accuracy"], f"{table}: the baseline gates no accuracy"
     ok, rows = compare(base, base, tol)
     assert ok, f"{table}: the baseline does not pass itself (at chance?): {rows}"
-    constant = {**base, "accuracy": {e: {**a, "top1": 100.0 / a["classes"]} for e, a in base["accuracy"].items()}}
+    constant = {**base, "accuracy": {e: {**a, "top1": 100.0 / a["classes"]} if "classes" in a else {**a, "value": 1.0}
+                                     for e, a in base["accuracy"].items()}}
     ok, rows = compare(constant, base, tol)
     assert not ok and set(_failed(rows)) == set(base["accuracy"])
+
+
+DENSE_GATE = {"metric_drop": 10.0, "floor": 50.0, "efficiency_drop": 0.35, "machine_drop": 0.4}
+
+
+def _miou(value, samples=16, skipped=0):
+    return {"metric": "mIoU", "value": value, "samples": samples, "skipped_samples": skipped}
+
+
+@pytest.mark.parametrize("value, samples, skipped, passes", [
+    (58.7, 16, 0, True),   # the baseline itself
+    (52.0, 16, 0, True),   # within metric_drop and above the floor
+    (49.0, 16, 0, False),  # within metric_drop of 58.7 but below the smoke quality floor (50)
+    (None, 16, 0, False),  # not measured with the table's protocol
+    (58.7, 15, 0, False),  # another evaluation set
+    (58.7, 16, 1, False),  # a sample skipped
+])
+def test_dense_metric_bound(value, samples, skipped, passes):
+    base = {"accuracy": {"fpn_x": _miou(58.7)}, "efficiency": {}}
+    ok, rows = compare({"accuracy": {"fpn_x": _miou(value, samples, skipped)}, "efficiency": {}}, base, DENSE_GATE)
+    assert ok is passes, rows
+    ok, _ = compare(base, {"accuracy": {"fpn_x": _miou(70.0)}, "efficiency": {}}, DENSE_GATE)
+    assert not ok  # 58.7 is more than 10 points below a 70.0 baseline
+
+
+def test_snapshot_of_a_dense_table_tracks_its_metric():
+    results = {"eval": {"fpn_x": {"mIoU": 58.7, "samples": 16, "skipped_samples": 0, "num_classes": 8}},
+               "profile": {}}
+    assert snapshot(results, "mIoU")["accuracy"] == {"fpn_x": _miou(58.7)}
 
 
 def _write_results(root: Path, top1: float, frac: float, stamp=None):

@@ -132,3 +132,52 @@ def test_something_table_covers_v1_and_v2(tmp_path):
     r = {r["entry"]: r for r in rows}["uniformer_small_video.ssv2_16f_from_k400"]
     assert (r["views_desc"], r["stride"], r["top1"], r["top1_delta"]) == ("1×3", None, 90.0, None)
     assert r["gflops_total_published"] == 125.0 and r["gflops_total"] == pytest.approx(3 * 41.67)
+
+
+def _dense_results(table, evals, gflops=None):
+    """Profile rows at the published figures (``gflops``: {entry: measured}) and eval metrics by entry."""
+    spec = get_table(table)
+    profile = {}
+    for e in spec.entries():
+        pub = e.row["gflops"]
+        profile[e.name] = {"entry": e.name, "params_m": float(e.row["params_m"] or 25.0),
+                           "gflops": (gflops or {}).get(e.name, float(pub) if pub else 100.0)}
+    return spec, {"profile": profile, "eval": evals, "machine": None}
+
+
+def test_ade20k_table_single_and_multi_scale_and_the_wrong_published_flops():
+    """Eighteen published experiments (each global-trained model under its three test configs); a single-scale
+    evaluation fills the SS column, an MS+flip one the MS column; the measured 191.5 GFLOPs of Semantic FPN
+    S-h14 (published 172) is flagged with its explanation, not as an unexplained mismatch."""
+    ss = {"mIoU": 46.0, "views": 1, "data_source": "ade20k-val", "samples": 2000}
+    ms = {"mIoU": 48.2, "views": 12, "data_source": "ade20k-val", "samples": 2000}
+    spec, results = _dense_results("ade20k", {"upernet_global_small__test_config_h32": ss,
+                                              "upernet_global_small__test_config_g": ms},
+                                   gflops={"fpn_hybrid_small": 191.5})
+    rows, notes = build_table(spec, results, {"flops_pct": 3.5, "miou": 0.5})
+    by = {r["entry"]: r for r in rows}
+    assert len(rows) == 18 and set(by) >= {"fpn_xxs", "upernet_global_base__test_config_w32"}
+    h32 = by["upernet_global_small__test_config_h32"]
+    assert h32["miou"] == 46.0 and h32["miou_delta"] == pytest.approx(46.0 - 47.0) and h32["miou_ms"] is None
+    assert "miou off by -1.00" in h32["verdict"]
+    g = by["upernet_global_small__test_config_g"]
+    assert g["miou"] is None and g["miou_ms"] == 48.2 and g["miou_ms_delta"] == pytest.approx(48.2 - 48.5)
+    assert "published figure wrong (see note 1)" in by["fpn_hybrid_small"]["verdict"] and "191.5" in notes[0]
+    assert by["fpn_xxs"]["verdict"] == "no published figure"  # light rows: GFLOPs not published
+    md = render_markdown(spec, rows, notes, {}, {"flops_pct": 3.5, "miou": 0.5})
+    assert "mIoU SS (%) pub." in md and "mIoU MS+flip (%) pub." in md and md.count("\n| ") == 19
+
+
+def test_coco_pose_table_metrics_boxes_and_the_wrong_published_flops():
+    ev = {"AP": 41.3, "AP50": 100.0, "AP75": 6.4, "AP_M": 41.7, "AP_L": 0.0, "AR": 47.5, "boxes": "ground truth",
+          "data_source": "synthetic (coco-pose-synthetic, seed 0)", "num_classes": 17, "samples": 28}
+    spec, results = _dense_results("coco_pose", {"top_down_256x192_global_small": ev},
+                                   gflops={"top_down_384x288_global_base": 22.1})
+    rows, notes = build_table(spec, results, {"flops_pct": 3.5, "ap": 0.5})
+    by = {r["entry"]: r for r in rows}
+    s = by["top_down_256x192_global_small"]
+    assert (s["ap"], s["ap_published"], s["ap75"], s["ar_m_published"], s["person_boxes"]) == (
+        41.3, 74.0, 6.4, 66.8, "ground truth")
+    assert s["ap_delta"] is None and "17 keypoints, chance 0.0%, n=28" in s["data_source"]
+    assert "published figure wrong (see note 1)" in by["top_down_384x288_global_base"]["verdict"]
+    assert "22.1" in notes[0] and by["top_down_448x320_global_base"]["verdict"] == "within tolerance (params, GFLOPs)"

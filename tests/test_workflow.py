@@ -31,6 +31,8 @@ def _dry_run(*args, cwd=ROOT):
     ("imagenet", ["imagenet"], ["uniformer_xxs.in1k_224"]),
     ("kinetics", ["kinetics400", "kinetics600"], ["uniformer_xxs_video.k400_16f_128", "uniformer_small_video.k600_16x4"]),
     ("something", ["ssv1", "ssv2"], ["uniformer_small_video.ssv2_16f_from_k400"]),
+    ("ade20k", ["ade20k"], ["fpn_global_small__test_config_g"]),
+    ("coco_pose", ["coco_pose"], ["top_down_256x192_global_small"]),
 ])
 def test_snakemake_dag_of_each_table(table, datasets, entries):
     out = _dry_run(f"reproduce_table_{table}")

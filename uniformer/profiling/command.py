@@ -248,7 +248,8 @@ def _header(machine: Dict, cfg: Dict, profile: str, modes: Dict, started: dateti
                    f"GPU {machine['gpu']}, device {machine['device']}, torch {machine['torch']}",
         "Threads": f"{machine['threads']}{th_text}",
         "GEMM rate (this run)": gemm + "; median of square matrix products (2·n³ FLOP each), measured before and "
-                                "after the models, the faster of the two used",
+                                "after the models, the faster of the two used" if gemm else
+                                "not measured: no precision is timed (params and FLOPs only)",
         "Profile": f"`{profile}`{sub_text}",
         "Batch sizes": f"latency {bs[0]}, throughput {', '.join(map(str, bs[1:])) or '–'} (shrunk to fit the budget)",
         "Timing": f"{cfg['warmup']} warm-up + {cfg['repeats']} timed calls, median; budget "

@@ -107,7 +107,7 @@ def build_rows(task, results: Sequence[Dict], precisions: Sequence[str], gemm: D
         params_m = r["params"] / 1e6
         dp, df = delta_pct(params_m, pub_p), delta_pct(r["gmacs"], pub_f)
         total, total_delta = task.profile_totals(r)
-        note = (row_pub.get("notes") or "").strip()
+        note = task.errata.get(r["entry"]) or (row_pub.get("notes") or "").strip()
         n = notes.index(note) + 1 if note in notes else len(notes) + 1
         text, cite = verdict(dp, df, note, tol_pct, n, total_delta, task.params_published)
         if cite and note not in notes:
@@ -201,6 +201,6 @@ def render_markdown(task, rows: Sequence[Dict[str, object]], notes: Sequence[str
     if legend:
         out += [""] + [f"- {line}" for line in legend]
     if notes:
-        out += ["", "Notes (from the entry's `notes` in paper_results.csv):", ""]
+        out += ["", "Notes (the entry's `notes` in paper_results.csv, or its task's errata):", ""]
         out += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
     return "\n".join(out) + "\n"

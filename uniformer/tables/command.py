@@ -105,8 +105,9 @@ def run_check(args) -> int:
         return 2
     ok, rows = compare(current, json.loads(path.read_text()), tol, stale)
     print(format_table(rows))
-    print(f"\nregression gate {'passed' if ok else 'FAILED'} (accuracy: one-sided binomial bound at alpha "
-          f"{tol['alpha']} around the baseline and above chance; throughput/GEMM-rate drop ≤ "
+    bound = (f"one-sided binomial bound at alpha {tol['alpha']} around the baseline and above chance"
+             if "alpha" in tol else f"baseline - {tol['metric_drop']} points, floor {tol['floor']}")
+    print(f"\nregression gate {'passed' if ok else 'FAILED'} (accuracy: {bound}; throughput/GEMM-rate drop ≤ "
           f"{100 * tol['efficiency_drop']:.0f}% per entry beyond the others' median shift, median shift ≤ "
           f"{100 * tol['machine_drop']:.0f}%; results made by this checkout's code and params)")
     return 0 if ok else 1

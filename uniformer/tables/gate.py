@@ -11,6 +11,9 @@ baseline times the median shift of the other entries (a timing shared by several
 median shift of all
 may not fall by more than ``machine_drop`` (a slowdown of most entries), and a baseline entry that is missing,
 skipped or failed fails with its name.
+mIoU / AP (dense tables): no binomial model, so each entry may not fall more than ``metric_drop`` points below its
+baseline, nor below ``floor`` (the smoke quality bar of its issue: mIoU 50, AP 30; a model that has learnt
+nothing scores about 0), with the same sample-count and skipped-sample checks.
 Staleness: a result file whose recorded code or parameters differ from the checkout's fails (``provenance``).
 """
 import statistics
@@ -23,13 +26,17 @@ from .report import load_results
 Row = List[str]
 
 
-def snapshot(results: Dict) -> Dict:
-    """What the gate tracks: per evaluated entry its accuracy, sample count, class count and skipped samples;
-    per profiled entry with its own fp32 timing, the fraction of the GEMM rate (None when not measured)."""
-    accuracy = {k: {"top1": v["top1"], "samples": int(v["samples"]), "classes": int(v.get("classes_in_val")
-                                                                                    or v["num_classes"]),
-                    "skipped_samples": int(v.get("skipped_samples", 0))}
-                for k, v in sorted(results["eval"].items())}
+def snapshot(results: Dict, metric: str = "top1") -> Dict:
+    """What the gate tracks: per evaluated entry its primary ``metric``, sample count and skipped samples (and,
+    for top-1, the class count: its bound is binomial); per profiled entry with its own fp32 timing, the
+    fraction of the GEMM rate (None when not measured)."""
+    accuracy = {}
+    for k, v in sorted(results["eval"].items()):
+        common = {"samples": int(v["samples"]), "skipped_samples": int(v.get("skipped_samples", 0))}
+        if metric == "top1":
+            accuracy[k] = {"top1": v["top1"], "classes": int(v.get("classes_in_val") or v["num_classes"]), **common}
+        else:  # mIoU, AP: no binomial model; held to the baseline minus ``metric_drop`` and the ``floor``
+            accuracy[k] = {"metric": metric, "value": v.get(metric), **common}
     efficiency = {k: r.get("fp32_gemm_frac") for k, r in sorted(results["profile"].items())
                   if not r.get("timing_shared_with")}
     return {"accuracy": accuracy, "efficiency": efficiency}
@@ -43,24 +50,35 @@ def min_correct(samples: int, baseline_top1: float, classes: int, alpha: float) 
     return max(bound, chance), bound, chance
 
 
-def _accuracy_rows(current: Dict, baseline: Dict, alpha: float) -> Tuple[bool, List[Row]]:
+def _accuracy_rows(current: Dict, baseline: Dict, tol: Dict) -> Tuple[bool, List[Row]]:
     rows, ok = [], True
     for entry, base in baseline["accuracy"].items():
         cur = current["accuracy"].get(entry)
-        n, k = base["samples"], base["classes"]
-        need, _, chance = min_correct(n, base["top1"], k, alpha)
-        needs = f"≥ {100 * need / n:.2f} (chance bound {100 * chance / n:.2f}, n={n}, {k} classes)"
+        n = base["samples"]
+        if "classes" in base:  # top-1: a count of correct samples
+            k = base["classes"]
+            need, _, chance = min_correct(n, base["top1"], k, float(tol["alpha"]))
+            needs = f"≥ {100 * need / n:.2f} (chance bound {100 * chance / n:.2f}, n={n}, {k} classes)"
+            name, base_value = "top-1", base["top1"]
+            value = cur and cur.get("top1")
+            below = cur is not None and round(cur["top1"] * cur["samples"] / 100.0) < need
+        else:  # mIoU / AP: the baseline minus metric_drop points, never below the smoke quality floor
+            drop, floor = float(tol["metric_drop"]), float(tol["floor"])
+            need = max(base["value"] - drop, floor)
+            needs = f"≥ {need:.2f} (baseline - {drop:g}, floor {floor:g}, n={n})"
+            name, base_value = base["metric"], base["value"]
+            value = cur and cur.get("value")
+            below = cur is not None and (value is None or value < need)
         if cur is None:
             problems, got = ["missing"], "missing"
         else:
-            correct = round(cur["top1"] * cur["samples"] / 100.0)
             problems = [msg for bad, msg in (
                 (cur["samples"] != n, f"{cur['samples']} samples, baseline {n}"),
                 (cur["skipped_samples"], f"{cur['skipped_samples']} skipped samples"),
-                (cur["samples"] == n and correct < need, "below the bound")) if bad]
-            got = f"{cur['top1']:.2f}"
+                (cur["samples"] == n and below, "below the bound")) if bad]
+            got = "–" if value is None else f"{value:.2f}"
         ok &= not problems
-        rows.append(["top-1", entry, f"{base['top1']:.2f}", got, needs, "FAIL: " + "; ".join(problems)
+        rows.append([name, entry, f"{base_value:.2f}", got, needs, "FAIL: " + "; ".join(problems)
                      if problems else "ok"])
     return ok, rows
 
@@ -104,10 +122,11 @@ def _efficiency_rows(current: Dict, baseline: Dict, drop: float, machine_drop: f
 
 def compare(current: Dict, baseline: Dict, tol: Dict, stale: Optional[Dict[str, str]] = None
             ) -> Tuple[bool, List[Row]]:
-    """(passed, table rows). ``tol``: ``alpha`` (accuracy bound), ``efficiency_drop`` (per entry, after the
+    """(passed, table rows). ``tol``: ``alpha`` (top-1 bound) or ``metric_drop`` and ``floor`` (mIoU / AP
+    bound: points), ``efficiency_drop`` (per entry, after the
     machine shift) and ``machine_drop`` (the median shift), both fractions;
     ``stale``: {result file: why} of results the checkout would not have written."""
-    ok_a, rows_a = _accuracy_rows(current, baseline, float(tol["alpha"]))
+    ok_a, rows_a = _accuracy_rows(current, baseline, tol)
     ok_e, rows_e = _efficiency_rows(current, baseline, float(tol["efficiency_drop"]),
                                     float(tol["machine_drop"]))
     rows_s = [["stale result", path, "", "", "this checkout's code and params", f"FAIL: {why}"]
@@ -123,4 +142,4 @@ def format_table(rows: List[Row]) -> str:
 
 
 def current_snapshot(spec, profile: str, root) -> Dict:
-    return snapshot(load_results(spec, profile, root))
+    return snapshot(load_results(spec, profile, root), spec.result_key)

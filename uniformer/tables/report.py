@@ -52,13 +52,13 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
         pub_gflops = _num(e.row.get(task.gflops_column))
         params = prof["params_m"] if prof else None
         gflops = prof["gflops"] if prof else None
-        acc = ev[acc_key] if ev else None
+        acc = task.table_metric(spec, ev) if ev else None
         source = ev.get("data_source", "unknown") if ev else None
         comparable = source in real
         extra = task.report_fields(spec, e, gflops, ev, comparable)
         checks, problems = [], []
         if prof:
-            note = (e.row.get("notes") or "").strip()
+            note = task.errata.get(e.name) or (e.row.get("notes") or "").strip()
             n = notes.index(note) + 1 if note in notes else len(notes) + 1
             text, cite = flops_verdict(delta_pct(params, pub_params), delta_pct(gflops, pub_gflops), note,
                                        tol["flops_pct"], n, total_delta=extra.get("gflops_total_delta_pct"),
@@ -100,8 +100,10 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
         })
         if ev and not comparable:  # what a synthetic accuracy is worth: its class count, chance level and size
             k = int(ev.get("classes_in_val") or ev.get("num_classes") or 0)
+            chance = task.chance_level(k) if k else None
             if k:
-                rows[-1]["data_source"] += f"; {k} classes, chance {100.0 / k:.1f}%, n={ev.get('samples')}"
+                rows[-1]["data_source"] += (f"; {k} {task.output_noun}" + ("" if chance is None else f", chance {chance:.1f}%")
+                                            + f", n={ev.get('samples')}")
             if 0 < k <= 5 and "top5" in rows[-1]:  # top-5 of at most 5 classes is 100% by construction
                 rows[-1]["top5"] = None
     return rows, notes

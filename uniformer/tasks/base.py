@@ -55,6 +55,16 @@ class Column:
     cell: Optional[Callable[[Dict[str, Any]], str]] = None  # a cell computed from the whole row
 
 
+def accuracy_columns(acc: str, label: str) -> List[Column]:
+    """Published / measured / Δ of a paper accuracy metric (Δ in points)."""
+    return [Column(label, acc, compare="abs")]
+
+
+def speed_columns(rate: str) -> List[Column]:
+    """fp32 throughput of the profile and its fraction of the GEMM rate measured in the same run."""
+    return [Column(f"{rate} (fp32)", "img_per_s", "{:.3g}"), Column("of GEMM rate", "gemm_frac", "{:.0%}")]
+
+
 class Task:
     """What the engine, profiler and report need of a kind of problem. Subclass it and override what
     differs; ``classification.ClassificationTask`` is the worked example (shared by image and video)."""
@@ -100,6 +110,8 @@ class Task:
         """Whether some parameters get no gradient in a training step (DDP must then look for them)."""
         return False
 
+    output_noun: str = "classes"  # what the model's outputs are (the report's synthetic-data note counts them)
+
     def chance_level(self, num_classes: int) -> Optional[float]:
         """The primary metric a model without information scores (reported next to smoke results), or None."""
         return None
@@ -139,6 +151,14 @@ class Task:
     summary_keys: Tuple[str, ...] = ()  # row fields in reports/<table>_metrics.json beyond the common ones
     report_caveat: str = ""  # appended to the tolerance sentence
     report_legend: str = ""  # what the measured columns mean
+
+    # published figures known to be wrong, by entry: why (cited by the verdict when the measurement disagrees)
+    errata: Dict[str, str] = {}
+
+    def table_metric(self, table: "TableSpec", ev: Dict) -> Optional[float]:
+        """The measured value compared with the table's primary published column (None: not comparable, e.g.
+        another test protocol than that column's)."""
+        return ev.get(table.result_key)
 
     def report_fields(self, table: "TableSpec", entry, gflops: Optional[float], ev: Optional[Dict],
                       comparable: bool) -> Dict[str, Any]:
@@ -284,8 +304,13 @@ class TableSpec:
     task: Task
     datasets: Tuple[str, ...]  # the `uniformer train|eval <dataset>` names it is measured on
     short_title: str = ""  # for the profile report, e.g. "Kinetics-400/600"
-    accuracy: str = "top1"  # the paper_results.csv / metrics.json column of the accuracy metric
+    accuracy: str = "top1"  # the paper_results.csv column of the primary metric (the verdict and the gate's)
     accuracy_label: str = "Top-1 (%)"
+    metric: str = ""  # its metrics.json key when that is named otherwise (ADE20K: miou -> mIoU)
+
+    @property
+    def result_key(self) -> str:
+        return self.metric or self.accuracy
 
     def entries(self) -> List[Any]:
         return [e for d in self.datasets for e in get_dataset(d).entries()]

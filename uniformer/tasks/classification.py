@@ -29,7 +29,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from ..config import ConfigError
 from ..data.token_labels import mixtoken_lam, soft_ce, token_label_targets
-from .base import Column, Task
+from .base import Task
 
 
 # --- metrics ----------------------------------------------------------------------------------------------
@@ -257,13 +257,3 @@ class ClassificationTask(Task):
 
     def result_files(self, meter, classes):
         return {"per_class.csv": meter.per_class_csv(classes)}
-
-
-def accuracy_columns(acc: str, label: str) -> List[Column]:
-    """Published / measured / Δ of a paper accuracy metric (Δ in points)."""
-    return [Column(label, acc, compare="abs")]
-
-
-def speed_columns(rate: str) -> List[Column]:
-    """fp32 throughput of the profile and its fraction of the GEMM rate measured in the same run."""
-    return [Column(f"{rate} (fp32)", "img_per_s", "{:.3g}"), Column("of GEMM rate", "gemm_frac", "{:.0%}")]

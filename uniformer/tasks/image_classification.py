@@ -20,7 +20,8 @@ from ..data.token_labels import MAP_GEOMETRIES, TokenLabelFolder, build_token_la
 from ..data.transforms import build_eval_transform, build_train_transform, eval_data_config, train_img_size
 from ..models.catalog import imagenet_entries
 from .base import Column, DataAction, DatasetSpec, TableSpec, register_dataset, register_table, register_task
-from .classification import ClassificationTask, accuracy_columns, is_token_label_model, speed_columns
+from .base import accuracy_columns, speed_columns
+from .classification import ClassificationTask, is_token_label_model
 
 
 class ImageData:

@@ -1,8 +1,9 @@
 """Top-down human pose: COCO keypoints (the paper's pose rows).
 
 Data set ``coco_pose``: ``annotations/person_keypoints_{train,val}2017.json`` + ``{train,val}2017/`` and a
-person-box results file (``data.coco_pose``), its checker and synthetic twin. No table is registered yet (the
-report columns, workflow target and gate baseline come with it): ``uniformer train|eval coco_pose`` only.
+person-box results file (``data.coco_pose``), its checker and synthetic twin; the ``coco_pose`` table: one row
+per published experiment (``models.dense_catalog``), AP / AP50 / AP75 / APm / APl / AR, whole-model GFLOPs
+on one person crop.
 
 Training crops come from the ground-truth person boxes with mmpose 0.16's augmentation (flip with the joint
 pairs, half body, random scale / rotation, affine crop, Gaussian heatmaps); evaluation follows
@@ -28,9 +29,12 @@ from ..data.synth_coco_pose import write_synthetic_coco_pose
 from ..engine.pose_metrics import STATS, keypoint_ap
 from ..engine.pose_protocol import (FLIP_PAIRS, PIXEL_STD, crop_keypoints, decode, flip_test, gaussian_target,
                                     normalize_crop, oks_nms, rescore, warp_crop)
+from ..models.dense_catalog import dense_entries
 from ..models.pose import build_pose_model, joints_mse_loss, pose_input_size
-from .base import DatasetSpec, Task, register_dataset, register_task
+from .base import (Column, DatasetSpec, TableSpec, Task, accuracy_columns, register_dataset, register_table,
+                   register_task, speed_columns)
 from .dense_data import check_action, synth_action
+from .dense_table import DenseTableMixin
 
 UPPER_BODY = tuple(range(11))  # COCO joints 0-10: head, shoulders, arms (mmpose's upper_body_ids)
 
@@ -226,7 +230,7 @@ class KeypointMeter:
         return {**{k: 100.0 * max(v, 0.0) for k, v in stats.items()}, "samples": self.n}  # -1 (no GT) -> 0
 
 
-class TopDownPose(Task):
+class TopDownPose(DenseTableMixin, Task):
     name = "top_down_pose"
     recipe_keys = ("image_size", "heatmap_sigma", "flip_prob", "half_body_prob", "scale_factor", "rot_factor",
                    "rot_prob", "flip_test", "decay_milestones", "decay_rate")
@@ -280,8 +284,44 @@ class TopDownPose(Task):
         return flip_test(model, inputs["crops"]) if inputs["flip"] else model(inputs["crops"])
 
 
+    # --- paper table (reports/coco_pose.md) and profile: the whole top-down model on one person crop ---
+    # paper_results.csv names the README's APm / APl columns ar_m / ar_l
+    extra_metrics = (("ap50", "AP50", "AP50"), ("ap75", "AP75", "AP75"), ("ar_m", "AP_M", "APm"),
+                     ("ar_l", "AP_L", "APl"), ("ar", "AR", "AR"))
+    params_published = False  # the pose README gives no parameter counts
+    output_noun = "keypoints"
+    plot_xlabel = "GFLOPs of the whole top-down model per person crop (multiply-adds, log scale)"
+    profile_unit, profile_rate, profile_noun = "crop", "crops/s", "person crop"
+    profile_section = "pose"  # profile.<settings>.pose
+    report_legend = (
+        "AP / AR: COCO keypoint AP (pycocotools, OKS) in %, flip test with the one-column shift, rescoring and "
+        "OKS-NMS as published; person boxes as the `Person boxes` column says (the paper: a detector's results "
+        "file with person AP 56.0 on val2017; smoke: the ground-truth boxes). GFLOPs: fvcore, backbone + "
+        "TopDownSimpleHead on one crop of the input size (attention matmuls counted).")
+    errata = {"top_down_384x288_global_base": "Published 14.8 GFLOPs for UniFormer-B at 384x288, the same figure "
+                                              "as UniFormer-S at 448x320; the official code, counted the same way, "
+                                              "gives 22.1 GFLOPs."}
+
+    def report_fields(self, table, entry, gflops, ev, comparable):
+        return {**self.metric_fields(entry, ev, comparable), "person_boxes": ev.get("boxes") if ev else None}
+
+    def report_columns(self, table):
+        return ([Column("Model", "model", align="l"), Column("Input", "resolution"),
+                 Column("Params (M)", "params_m", compare="pct"), Column("GFLOPs", "gflops", compare="pct")]
+                + accuracy_columns(table.accuracy, table.accuracy_label) + self.metric_columns()
+                + speed_columns("crops/s") + [Column("Person boxes", "person_boxes", align="l"),
+                                              Column("Accuracy data", "data_source", align="l"),
+                                              Column("Verdict", "verdict", align="l")])
+
+    def profile_model(self, entry):
+        return build_pose_model(entry.name)
+
+
 TASK = register_task(TopDownPose())
 register_dataset(DatasetSpec(
     "coco_pose", TASK, "coco_pose", "COCO keypoints", CocoPoseData, short="COCO",
+    entries=lambda: dense_entries("coco_pose"),
     check=check_action("coco_pose", check_coco_pose), synth=synth_action("coco_pose", write_synthetic_coco_pose),
     real_sources=("coco-val2017-keypoints",)))
+register_table(TableSpec("coco_pose", "COCO pose estimation (val2017, top-down)", TASK, ("coco_pose",),
+                         short_title="COCO pose", accuracy="ap", accuracy_label="AP (%)", metric="AP"))

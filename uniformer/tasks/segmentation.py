@@ -2,8 +2,9 @@
 
 Data set ``ade20k``: the mmseg layout ``images/{training,validation}/*.jpg`` + ``annotations/.../*.png``
 (``data.ade20k``), its checker and synthetic twin (``data.check_ade20k``, ``data.synth_ade20k``). No table is
-registered yet (the report columns, workflow target and gate baseline come with it), so the data set is
-trained and evaluated through ``uniformer train|eval ade20k`` only.
+the ``ade20k`` table: one row per published experiment (``models.dense_catalog``: Semantic FPN and UperNet,
+each global-trained model under its three test configs), mIoU single scale and MS+flip, whole-segmentor
+params and GFLOPs at 512x2048.
 
 Training follows mmseg 0.13's ADE20K pipeline (``SegTrainSet``); evaluation the published protocol of
 ``engine.seg_protocol`` (whole image at original resolution, one confusion matrix: mIoU / mAcc / aAcc in %).
@@ -28,9 +29,12 @@ from ..data.synth_ade20k import write_synthetic_ade20k
 from ..data.synth_out import data_source as read_source
 from ..engine.seg_metrics import ConfusionMatrix
 from ..engine.seg_protocol import IGNORE, IMG_SCALE, normalize, predict, rescale_size, resize_uint8
+from ..models.dense_catalog import dense_entries
 from ..models.segmentation import build_segmentor, segmentation_loss
-from .base import DatasetSpec, Task, register_dataset, register_task
+from .base import (Column, DatasetSpec, TableSpec, Task, accuracy_columns, register_dataset, register_table,
+                   register_task, speed_columns)
 from .dense_data import check_action, synth_action
+from .dense_table import DenseTableMixin
 
 
 # --- training pipeline (mmseg 0.13: Resize ratio_range, RandomCrop cat_max_ratio, RandomFlip,
@@ -222,7 +226,7 @@ class SegMeter:
         return "\n".join(rows) + "\n"
 
 
-class SemanticSegmentation(Task):
+class SemanticSegmentation(DenseTableMixin, Task):
     name = "semantic_segmentation"
     # mmseg training pipeline; decay_*: the scheduler's step milestones / poly power (``engine.recipe``)
     recipe_keys = ("img_scale", "ratio_range", "crop_size", "cat_max_ratio", "hflip", "photometric",
@@ -271,9 +275,42 @@ class SemanticSegmentation(Task):
     def result_files(self, meter, classes):
         return {"per_class.csv": meter.per_class_csv(classes)}
 
+    # --- paper table (reports/ade20k.md) and profile: the whole segmentor on one 512x2048 input ---
+    extra_metrics = (("miou_ms", "mIoU", "mIoU MS+flip (%)"),)
+    plot_xlabel = "GFLOPs of the whole segmentor at 512x2048 (multiply-adds, log scale)"
+    profile_noun = "512x2048 image"
+    profile_section = "segmentation"  # profile.<settings>.segmentation (smoke: FLOPs only)
+    report_legend = (
+        "mIoU: one confusion matrix over the validation set at original resolution, 150 classes "
+        "(reduce_zero_label); SS = the published single-scale test (UperNet: short side 512, Semantic FPN: aligned "
+        "to a multiple of 32), MS+flip = ratios 0.5-1.75 with flip, measured when `eval.ade20k.<settings>` sets "
+        "them. Params: the whole segmentor (UperNet's auxiliary head included, as published). GFLOPs: fvcore, "
+        "backbone + neck + decode head (attention matmuls counted) on one 512x2048 input.")
+    errata = {"fpn_hybrid_small": "Published 172 GFLOPs for Semantic FPN S-h14; the official code, counted the same "
+                                  "way, gives 191.5 GFLOPs (the published figure does not match its own model)."}
+
+    def table_metric(self, table, ev):
+        return ev.get("mIoU") if ev.get("views", 1) == 1 else None  # the primary column is single scale
+
+    def report_fields(self, table, entry, gflops, ev, comparable):
+        ms = ev.get("mIoU") if ev and ev.get("views", 1) > 1 else None
+        return self.metric_fields(entry, ev, comparable, measured={"miou_ms": ms})
+
+    def report_columns(self, table):
+        return ([Column("Model", "model", align="l"), Column("Params (M)", "params_m", compare="pct"),
+                 Column("GFLOPs", "gflops", compare="pct")]
+                + accuracy_columns(table.accuracy, table.accuracy_label) + self.metric_columns()
+                + speed_columns("img/s") + [Column("Accuracy data", "data_source", align="l"),
+                                            Column("Verdict", "verdict", align="l")])
+
+    def profile_model(self, entry):
+        return build_segmentor(entry.name)
+
 
 TASK = register_task(SemanticSegmentation())
 register_dataset(DatasetSpec(
-    "ade20k", TASK, "ade20k", "ADE20K", ADE20KData, short="ADE",
+    "ade20k", TASK, "ade20k", "ADE20K", ADE20KData, short="ADE", entries=lambda: dense_entries("ade20k"),
     check=check_action("ade20k", check_ade20k), synth=synth_action("ade20k", write_synthetic_ade20k),
     real_sources=("ade20k-val",)))
+register_table(TableSpec("ade20k", "ADE20K semantic segmentation", TASK, ("ade20k",), short_title="ADE20K",
+                         accuracy="miou", accuracy_label="mIoU SS (%)", metric="mIoU"))

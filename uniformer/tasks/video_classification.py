@@ -31,7 +31,8 @@ from ..profiling.report import delta_pct, gflops_cell, params_cell
 from ..reference import VIDEO_DATASETS
 from .base import Column, DataAction, DatasetSpec, TableSpec, get_dataset, register_dataset, register_table, \
     register_task
-from .classification import ClassificationTask, accuracy_columns, speed_columns
+from .base import accuracy_columns, speed_columns
+from .classification import ClassificationTask
 
 CLIP_KEYS = ("num_frames", "stride", "sampling", "crop_size", "train_scales", "test_scale", "random_flip",
              "target_fps", "use_offset", "temporal_clips", "spatial_crops")
