@@ -47,7 +47,7 @@ def test_snakemake_dag_of_each_table(table, datasets, entries):
 
 def test_reproduce_all_covers_every_table():
     out = _dry_run("reproduce_all")
-    for table in ("imagenet", "kinetics", "something"):
+    for table in ("imagenet", "kinetics", "something", "ade20k", "coco_pose"):
         assert f"reports/{table}.md" in out
 
 
