@@ -239,6 +239,24 @@ def test_profile_inference_shrinks_batch_to_budget():
     assert tp["img_per_s"] == pytest.approx(200, rel=0.5)
 
 
+
+def test_timed_entries_depend_on_max_gflops_not_on_machine_speed():
+    """An entry at or below max_gflops is timed even when one call overruns the budget (1 warm-up + 1 timed);
+    one above it is skipped however fast the machine: the gate then holds the same entries everywhere."""
+    from types import SimpleNamespace
+
+    from uniformer.profiling.command import profile_entry
+
+    task = SimpleNamespace(profile_inputs=lambda e: 8, profile_unit="img")
+    cfg = {"max_seconds_per_model": 0.001, "max_gflops": 50, "batch_sizes": [1, 4], "warmup": 2, "repeats": 3,
+           "channels_last": False, "compile": False, "fold_bn": False}
+    slow = profile_entry(task, None, _SleepModel(), 50.0, ["fp32"], {}, cfg, "cpu")["fp32"]
+    assert slow["status"] == "truncated" and slow["latency"]["ms"] >= 5 and len(slow["latency"]["times"]) == 1
+    big = profile_entry(task, None, _SleepModel(), 50.1, ["fp32"], {}, {**cfg, "max_seconds_per_model": 600}, "cpu")
+    assert big["fp32"]["status"] == "skipped" and "max_gflops 50" in big["fp32"]["reason"]
+    unlimited = profile_entry(task, None, _SleepModel(), 1e6, ["fp32"], {}, {**cfg, "max_gflops": None}, "cpu")
+    assert unlimited["fp32"]["status"] == "truncated"
+
 def test_select_entries():
     from uniformer.config import ConfigError
     from uniformer.models.catalog import imagenet_entries

@@ -4,8 +4,10 @@
 (22), published vs measured params / GFLOPs with a verdict, and speed per precision at the entry's
 resolution, against GEMM rates measured in the same run. Defaults come from ``profile.<profile>`` in
 params.yaml; every entry x precision gets a time budget (``max_seconds_per_model``) that shrinks its
-throughput batch (the batch used is recorded) or skips it when even one image would not fit, which
-keeps the smoke profile within minutes on a 2-core CPU. One MLflow run per entry (stage ``profile``).
+throughput batch and repeats (what was used is recorded), and entries above ``max_gflops`` are not timed,
+which keeps the smoke profile within minutes on a 2-core CPU. Which entries are timed depends on the
+params only, never on the machine's speed, so the regression gate holds the same entries everywhere.
+One MLflow run per entry (stage ``profile``).
 
 What to profile (``TARGETS``) comes from the task registry (``uniformer.tasks``): every paper table
 (``imagenet``, ``kinetics`` = Kinetics-400 + 600, ``something`` = Something-Something V1 + V2) and every data
@@ -181,26 +183,24 @@ def pick_half_mode(precision: str, cfg: Dict, device: str) -> Dict:
     return {"mode": best, "probe": "{}@{}".format(*PROBE), "probe_seconds": secs}
 
 
-def profile_entry(task, e, model, gmacs: float, precisions, modes, cfg, rate_est, device) -> Dict[str, Dict]:
-    """Timings per precision for one entry; updates ``rate_est`` (achieved FLOP/s) for the next skip decision."""
+def profile_entry(task, e, model, gmacs: float, precisions, modes, cfg, device) -> Dict[str, Dict]:
+    """Timings per precision for one entry, or ``skipped`` above ``max_gflops`` (GFLOPs per input)."""
     budget = cfg["max_seconds_per_model"] or None
+    cap = cfg.get("max_gflops")
     bs = cfg["batch_sizes"]
     shape = task.profile_inputs(e)
     out = {}
     for p in precisions:
         mode = modes.get(p, {}).get("mode")
-        est = 2e9 * gmacs / rate_est[p]  # seconds per input at the latency batch
-        if budget and 2 * est * bs[0] > budget:
+        if cap is not None and gmacs > cap:  # a FLOP cap, not a time estimate: the same entries on every machine
             out[p] = {"status": "skipped", "mode": mode,
-                      "reason": f"est. {est:.3g} s/{task.profile_unit}, 1 warm-up + 1 timed > {budget:g} s budget"}
+                      "reason": f"{gmacs:.4g} GFLOPs/{task.profile_unit} > max_gflops {cap:g} of this profile"}
             continue
         om = optimize_for_inference(model, p, channels_last=cfg["channels_last"], compile=cfg["compile"],
                                     fold_bn=cfg["fold_bn"], cast_weights=mode == "weights", fused_attn=None,
                                     device=device)
         t = profile_inference(om, shape, bs, cfg["warmup"], cfg["repeats"], budget, device, cfg["compile"])
         lat = t["latency"]
-        # optimistic (best so far): a noisy slow measurement must not make every later entry "skipped"
-        rate_est[p] = max([rate_est[p]] + [2e9 * gmacs * r["img_per_s"] for r in [lat] + t["throughput"]])
         cut = lat["truncated"] or any(r["truncated"] or r["batch_size"] < r["requested"] for r in t["throughput"])
         t.update(status="truncated" if cut else "ok", mode=mode)
         if cut:
@@ -253,7 +253,8 @@ def _header(machine: Dict, cfg: Dict, profile: str, modes: Dict, started: dateti
         "Profile": f"`{profile}`{sub_text}",
         "Batch sizes": f"latency {bs[0]}, throughput {', '.join(map(str, bs[1:])) or '–'} (shrunk to fit the budget)",
         "Timing": f"{cfg['warmup']} warm-up + {cfg['repeats']} timed calls, median; budget "
-                  f"{cfg['max_seconds_per_model'] or '∞'} s per entry and precision",
+                  f"{cfg['max_seconds_per_model'] or '∞'} s per entry and precision; entries above "
+                  f"{cfg.get('max_gflops') or '∞'} GFLOPs not timed",
         "Options": f"channels_last {cfg['channels_last']}, BN folding {cfg['fold_bn']}, "
                    f"torch.compile {cfg['compile']}, SDPA attention (model default)",
         "Half precision": mode_text,
@@ -265,7 +266,7 @@ COMMON_LEGEND = [
     "{rate}: best throughput over the throughput batch sizes (the batch actually used in parentheses; "
     "`*` = truncated by the time budget); latency: ms per forward at the latency batch.",
     "GFLOP/s: 2 × multiply-adds × {rate}, and its fraction of the GEMM rate of the same precision measured above.",
-    "`skipped`: one warm-up + one timed {noun} was estimated to exceed the time budget (reason in the CSV).",
+    "`skipped`: not timed, the entry is above this profile's `max_gflops` (reason in the CSV).",
     "The CSV (and `--json`) also has per precision: status and reason, half-precision mode, repeats done and peak "
     "memory (CUDA: max allocated; CPU: growth of peak RSS, a lower bound as freed memory is reused).",
 ]
@@ -287,8 +288,6 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
     machine = measure_machine(precisions, device, cfg.get("gemm_seconds", 3.0))
     machine["threads_choice"], machine["gemm_start"] = threads, machine["gemm"]
     modes = {p: pick_half_mode(p, cfg, device) for p in precisions if p != "fp32"}
-    # first guess of each precision's achieved rate; replaced by the measured one after every entry
-    rate_est = {p: 0.5 * machine["gemm"][p]["gflops_per_s"] * 1e9 for p in precisions}
     uses = Counter(task.profile_build_key(e) for e in entries)
     models, measured, results = {}, {}, []
     bar = tqdm(entries, desc=f"profile {args.task}", unit="entry", disable=args.no_progress, file=sys.stderr)
@@ -304,7 +303,7 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
         first = measured.get(key)
         if first is None:
             gmacs = count_flops(model, shape)["gflops"]
-            timing = profile_entry(task, e, model, gmacs, precisions, modes, cfg, rate_est, device)
+            timing = profile_entry(task, e, model, gmacs, precisions, modes, cfg, device)
             measured[key] = {"entry": e.name, "gmacs": gmacs, "head": head_gmacs(model), "timing": timing}
             result.update(gmacs=gmacs, timing=timing)
         else:
