@@ -149,3 +149,19 @@ def test_affine_matrix_rotation():
     dst = m[:, :2] @ src + m[:, 2]
     assert np.allclose(m[:, :2] @ center + m[:, 2], np.array(size) / 2)
     assert np.isclose(dst[0], size[0] / 2) and dst[1] < size[1] / 2
+
+
+@pytest.mark.parametrize("dataset,synth,marker", [
+    ("coco", {"train_images": 2, "val_images": 1, "max_size": 96}, "annotations"),
+    ("ade20k", {"classes": 3, "train": 2, "val": 1, "size": 32}, "images"),
+    ("coco_pose", {"train": 2, "val": 1, "size": 64}, "annotations")])
+def test_ensure_writes_the_synthetic_set_only_into_an_empty_root(dataset, synth, marker, tmp_path):
+    empty, real = tmp_path / "empty", tmp_path / "real"
+    open_data(dataset, empty, {"synth": synth}).ensure()
+    manifest = json.loads((empty / "manifest.json").read_text())
+    assert (empty / marker).is_dir() and {k: manifest["params"][k] for k in synth} == synth
+    (real / marker).mkdir(parents=True)  # a copy of the real data set: never written into
+    open_data(dataset, real, {"synth": synth}).ensure()
+    assert sorted(p.name for p in real.iterdir()) == [marker]
+    open_data(dataset, tmp_path / "none", {"synth": None}).ensure()  # paper profile: nothing written
+    assert not (tmp_path / "none").exists()

@@ -1,7 +1,5 @@
 """Paper tables and the regression gate, on fabricated result files (no training or timing here)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

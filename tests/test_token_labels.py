@@ -4,7 +4,6 @@ DatasetTokenLabel pairing, the RoIAlign crop / flip of the map, TokenLabelCrossE
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import uniformer  # noqa: F401  (registers the models)

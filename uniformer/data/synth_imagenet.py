@@ -12,7 +12,6 @@ tells a pipeline when the data changed.
 import colorsys
 import hashlib
 import io
-import json
 import os
 from pathlib import Path
 

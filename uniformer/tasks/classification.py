@@ -17,7 +17,7 @@ than the number of classes clamped to it.
 """
 import csv
 import io
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Sequence
 
 import timm
 import torch

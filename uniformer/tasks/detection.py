@@ -10,7 +10,6 @@ to 32. The torchvision detector returns its loss dict in training, which ``train
 mmdet's test (``models.detection``: resize inside the model, float-box mask paste) scored by pycocotools
 (``engine.coco_eval``): bbox and segm AP, AP50, AP75, APs/m/l in %.
 """
-import os
 import random
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..engine.coco_eval import STAT_NAMES, evaluate_results, to_coco_results
 from ..models.detection import TEST_SCALE, build_detector, mmcv_rescale_size, set_test_scale
 from ..profiling.optimize import InferenceModel
 from .base import DatasetSpec, Task, _to, register_dataset, register_task
-from .dense_data import check_action, synth_action
+from .dense_data import DenseData, check_action, synth_action
 
 IOU_TYPES = {"box": "bbox", "mask": "segm"}  # metric prefix -> pycocotools iouType
 
@@ -97,18 +96,11 @@ class DetTestSet(torch.utils.data.Dataset):
 
 
 # --- the adapter -------------------------------------------------------------------------------------------------
-class CocoData:
+class CocoData(DenseData):
     """COCO instances; ``data.coco.<profile>`` keys: ``root``, ``source``, ``synth`` (the synthetic set the smoke
     profile writes when the root is empty). Classes: the annotation categories by ascending id (label 1..K)."""
 
-    def __init__(self, dataset: str, root: os.PathLike, data_cfg: Dict[str, Any]):
-        self.dataset, self.root, self.cfg = dataset, Path(root), data_cfg
-
-    def ensure(self) -> None:
-        if (self.root / "annotations").is_dir() or (self.root / "manifest.json").is_file() or not self.cfg.get("synth"):
-            return
-        print(f"{self.root}: no data set; writing the synthetic one ({self.cfg['synth']})", file=sys.stderr)
-        write_synthetic_coco(self.root, **{k: int(v) for k, v in self.cfg["synth"].items()})
+    writer = staticmethod(write_synthetic_coco)
 
     def _ann(self, split: str) -> Path:
         ann = coco_paths(self.root, split)[0]

@@ -10,9 +10,7 @@ pairs, half body, random scale / rotation, affine crop, Gaussian heatmaps); eval
 ``engine.pose_protocol`` (flip test with the shift, quarter-pixel decoding, rescoring, OKS-NMS) and scores
 keypoint AP with pycocotools, on ground-truth boxes or a detection-results file (``det_file``: the paper's).
 """
-import os
 import random
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -33,7 +31,7 @@ from ..models.dense_catalog import dense_entries
 from ..models.pose import build_pose_model, joints_mse_loss, pose_input_size
 from .base import (Column, DatasetSpec, TableSpec, Task, accuracy_columns, register_dataset, register_table,
                    register_task, speed_columns)
-from .dense_data import check_action, synth_action
+from .dense_data import DenseData, check_action, synth_action
 from .dense_table import DenseTableMixin
 
 UPPER_BODY = tuple(range(11))  # COCO joints 0-10: head, shoulders, arms (mmpose's upper_body_ids)
@@ -131,17 +129,10 @@ def crop_size(cfg: Dict[str, Any], model_name: str) -> Tuple[int, int]:
     return pose_input_size(model_name)
 
 
-class CocoPoseData:
+class CocoPoseData(DenseData):
     """COCO keypoints; ``data.coco_pose.<profile>`` keys: ``root``, ``source``, ``synth``."""
 
-    def __init__(self, dataset: str, root: os.PathLike, data_cfg: Dict[str, Any]):
-        self.dataset, self.root, self.cfg = dataset, Path(root), data_cfg
-
-    def ensure(self) -> None:
-        if (self.root / "annotations").is_dir() or (self.root / "manifest.json").is_file() or not self.cfg.get("synth"):
-            return
-        print(f"{self.root}: no data set; writing the synthetic one ({self.cfg['synth']})", file=sys.stderr)
-        write_synthetic_coco_pose(self.root, **{k: int(v) for k, v in self.cfg["synth"].items()})
+    writer = staticmethod(write_synthetic_coco_pose)
 
     def classes(self) -> List[str]:
         return list(KEYPOINTS)  # the heatmap channels

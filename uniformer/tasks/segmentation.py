@@ -10,10 +10,7 @@ Training follows mmseg 0.13's ADE20K pipeline (``SegTrainSet``); evaluation the 
 ``engine.seg_protocol`` (whole image at original resolution, one confusion matrix: mIoU / mAcc / aAcc in %).
 """
 import json
-import os
 import random
-import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -33,7 +30,7 @@ from ..models.dense_catalog import dense_entries
 from ..models.segmentation import build_segmentor, segmentation_loss
 from .base import (Column, DatasetSpec, TableSpec, Task, accuracy_columns, register_dataset, register_table,
                    register_task, speed_columns)
-from .dense_data import check_action, synth_action
+from .dense_data import DenseData, check_action, synth_action
 from .dense_table import DenseTableMixin
 
 
@@ -127,20 +124,14 @@ class SegTestSet(torch.utils.data.Dataset):
 
 
 # --- the adapter -------------------------------------------------------------------------------------------------
-class ADE20KData:
+class ADE20KData(DenseData):
     """ADE20K in the mmseg layout, labels with ``reduce_zero_label`` (0 -> ignored, k -> k - 1).
 
     ``data.ade20k.<profile>`` keys: ``root``, ``source``, ``synth`` (the synthetic set the smoke profile writes
     when the root is empty). Classes: our synthetic set's (its manifest says how many), else the 150 of ADE20K."""
 
-    def __init__(self, dataset: str, root: os.PathLike, data_cfg: Dict[str, Any]):
-        self.dataset, self.root, self.cfg = dataset, Path(root), data_cfg
-
-    def ensure(self) -> None:
-        if (self.root / "images").is_dir() or (self.root / "manifest.json").is_file() or not self.cfg.get("synth"):
-            return
-        print(f"{self.root}: no data set; writing the synthetic one ({self.cfg['synth']})", file=sys.stderr)
-        write_synthetic_ade20k(self.root, **{k: int(v) for k, v in self.cfg["synth"].items()})
+    marker = "images"
+    writer = staticmethod(write_synthetic_ade20k)
 
     def _synthetic_classes(self) -> Optional[int]:
         manifest = self.root / "manifest.json"
