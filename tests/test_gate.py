@@ -10,6 +10,7 @@ import yaml
 
 from uniformer.tables.gate import compare, min_correct, snapshot
 from uniformer.tables.spec import get_table
+from uniformer.tasks import tables
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_GATE = {"alpha": 0.01, "efficiency_drop": 0.35, "machine_drop": 0.4}
@@ -85,7 +86,7 @@ def test_the_bound_never_admits_chance():
     assert bound < chance == need and 1 - __import__("scipy").stats.binom.cdf(need - 1, 32, 0.25) <= 0.01
 
 
-@pytest.mark.parametrize("table", ["imagenet", "kinetics", "something", "ade20k", "coco_pose"])
+@pytest.mark.parametrize("table", list(tables()))
 def test_committed_baselines_pass_themselves_and_fail_a_constant_predictor(table):
     """Each committed smoke baseline is above chance (else no model could pass it), and a model predicting one
     class for every sample (top-1 = 1/classes on these balanced sets; mIoU / AP: a model that has learnt
@@ -128,6 +129,20 @@ def test_snapshot_of_a_dense_table_tracks_its_metric():
     results = {"eval": {"fpn_x": {"mIoU": 58.7, "samples": 16, "skipped_samples": 0, "num_classes": 8}},
                "profile": {}}
     assert snapshot(results, "mIoU")["accuracy"] == {"fpn_x": _miou(58.7)}
+
+
+def test_coco_gate_holds_box_and_mask_ap50_each():
+    """The COCO smoke bar is box AP50 and mask AP50 >= 30: either one falling below fails, by name."""
+    spec = get_table("coco")
+    ev = {"box_ap": 40.0, "box_ap50": 70.0, "mask_ap50": 66.0, "samples": 24, "skipped_samples": 0}
+    results = {"eval": {"mask_rcnn_1x_xxs": ev}, "profile": {}}
+    base = snapshot(results, spec.gate_metrics)
+    assert set(base["accuracy"]) == {"mask_rcnn_1x_xxs box_ap50", "mask_rcnn_1x_xxs mask_ap50"}
+    tol = {"metric_drop": 10.0, "floor": 30.0, "efficiency_drop": 0.35, "machine_drop": 0.4}
+    assert compare(base, base, tol)[0]
+    bad = snapshot({"eval": {"mask_rcnn_1x_xxs": {**ev, "mask_ap50": 25.0}}, "profile": {}}, spec.gate_metrics)
+    ok, rows = compare(bad, base, tol)
+    assert not ok and [r[1] for r in rows if r[-1] != "ok"] == ["mask_rcnn_1x_xxs mask_ap50"]
 
 
 def _write_results(root: Path, top1: float, frac: float, stamp=None):

@@ -179,3 +179,31 @@ def test_coco_pose_table_metrics_boxes_and_the_wrong_published_flops():
     assert s["ap_delta"] is None and "17 keypoints, chance 0.0%, n=28" in s["data_source"]
     assert "published figure wrong (see note 1)" in by["top_down_384x288_global_base"]["verdict"]
     assert "22.1" in notes[0] and by["top_down_448x320_global_base"]["verdict"] == "within tolerance (params, GFLOPs)"
+
+
+def test_coco_table_box_and_mask_ap_backbone_flops_and_light_rows():
+    """Eight published detectors (Mask R-CNN 1x / 3x+MS, Cascade 3x+MS, light XXS / XS); box AP is the verdict's
+    column, mask AP and the AP50s follow; the backbone GFLOPs come from the profile row; the light detectors
+    have no published GFLOPs."""
+    real = {"box_ap": 45.9, "mask_ap": 41.3, "box_ap50": 68.0, "mask_ap50": 65.0, "data_source": "coco-val2017",
+            "samples": 5000, "num_classes": 80}
+    synth = {"box_ap": 52.0, "mask_ap": 50.1, "box_ap50": 80.0, "mask_ap50": 78.0, "num_classes": 4,
+             "data_source": "synthetic (coco-synthetic, seed 0)", "samples": 24}
+    spec, results = _dense_results("coco", {"mask_rcnn_1x_hybrid_small": real, "mask_rcnn_1x_xxs": synth})
+    results["profile"]["mask_rcnn_1x_hybrid_small"]["backbone_gflops"] = 99.0
+    rows, notes = build_table(spec, results, {"flops_pct": 3.5, "box_ap": 0.5})
+    by = {r["entry"]: r for r in rows}
+    assert list(by) == ["mask_rcnn_1x_xxs", "mask_rcnn_1x_xs", "mask_rcnn_1x_hybrid_small",
+                        "mask_rcnn_3x_ms_hybrid_small", "mask_rcnn_1x_hybrid_base", "mask_rcnn_3x_ms_hybrid_base",
+                        "cascade_mask_rcnn_3x_ms_hybrid_small", "cascade_mask_rcnn_3x_ms_hybrid_base"]
+    s = by["mask_rcnn_1x_hybrid_small"]
+    assert (s["box_ap_published"], s["mask_ap_published"], s["backbone_gflops"]) == (45.6, 41.6, 99.0)
+    assert s["box_ap_delta"] == pytest.approx(0.3) and s["mask_ap_delta"] == pytest.approx(-0.3)
+    assert s["box_ap50_published"] is None and s["box_ap50"] == 68.0
+    assert s["verdict"] == "within tolerance (params, GFLOPs, box_ap)"
+    x = by["mask_rcnn_1x_xxs"]
+    assert x["box_ap_delta"] is None and "4 categories, chance 0.0%, n=24" in x["data_source"]
+    assert by["cascade_mask_rcnn_3x_ms_hybrid_base"]["gflops_published"] == 878.0
+    md = render_markdown(spec, rows, notes, {}, {"flops_pct": 3.5, "box_ap": 0.5})
+    assert "Box AP (%) pub." in md and "Mask AP (%) pub." in md and "Backbone GFLOPs" in md
+    assert md.count("\n| ") == 9  # header + 8 rows

@@ -3,6 +3,7 @@
 Running the whole smoke pipeline is CI's job (.ci/run); here only what is cheap: dry runs, and DVC's data
 stage in a temporary copy of the repository.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ def _dry_run(*args, cwd=ROOT):
     ("imagenet", ["imagenet"], ["uniformer_xxs.in1k_224"]),
     ("kinetics", ["kinetics400", "kinetics600"], ["uniformer_xxs_video.k400_16f_128", "uniformer_small_video.k600_16x4"]),
     ("something", ["ssv1", "ssv2"], ["uniformer_small_video.ssv2_16f_from_k400"]),
+    ("coco", ["coco"], ["mask_rcnn_1x_xxs"]),
     ("ade20k", ["ade20k"], ["fpn_global_small__test_config_g"]),
     ("coco_pose", ["coco_pose"], ["top_down_256x192_global_small"]),
 ])
@@ -47,7 +49,7 @@ def test_snakemake_dag_of_each_table(table, datasets, entries):
 
 def test_reproduce_all_covers_every_table():
     out = _dry_run("reproduce_all")
-    for table in ("imagenet", "kinetics", "something", "ade20k", "coco_pose"):
+    for table in ("imagenet", "kinetics", "something", "coco", "ade20k", "coco_pose"):
         assert f"reports/{table}.md" in out
 
 
@@ -144,7 +146,7 @@ def test_dvc_stages_run_exactly_what_snakemake_runs(settings, tmp_path, monkeypa
         tables = yaml.safe_load((ROOT / "params.yaml").read_text())["tables"]
         ckpts = {t: {"paper": {"checkpoints": {e: str(tmp_path / Path(f).name)
                                                for e, f in tables[t]["paper"]["checkpoints"].items()}}}
-                 for t in ("kinetics", "something", "ade20k", "coco_pose")}
+                 for t in ("kinetics", "something", "coco", "ade20k", "coco_pose")}
         for t in ckpts.values():
             for f in t["paper"]["checkpoints"].values():
                 Path(f).touch()
@@ -202,3 +204,19 @@ def test_dvc_repro_and_experiment_in_a_copy(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     classes = [p for p in (repo / "data/synthetic/imagenet/train").iterdir() if p.is_dir()]
     assert len(classes) == 4
+
+
+def test_ci_matrix_names_published_entries_and_keeps_every_gated_timing():
+    """.ci/smoke-matrix.yaml only narrows what CI trains and profiles: every name in it is a published entry or
+    model of its table, and the entries it profiles still include every timing the committed baseline holds."""
+    from uniformer.profiling.command import select_entries
+    from uniformer.tables.spec import get_table
+
+    matrix = yaml.safe_load((ROOT / ".ci/smoke-matrix.yaml").read_text())["tables"]
+    for table, settings in matrix.items():
+        spec, smoke = get_table(table), settings["smoke"]
+        profiled = {e.name for e in select_entries(spec.entries(), smoke.get("profile_models"))}
+        assert all(any(t in (e.model, e.name) for e in spec.entries()) for t in smoke.get("train", [])), table
+        base = json.loads((ROOT / f"reports/baselines/{table}_smoke.json").read_text())
+        gated = {e for e, frac in base["efficiency"].items() if frac is not None}  # null: not timed, not held
+        assert gated <= profiled, (table, gated - profiled)

@@ -212,3 +212,33 @@ def build_detector(config_name: str, num_classes: int = 80, detector: Optional[d
 def set_test_scale(model: nn.Module, scale) -> None:
     """The keep-ratio test scale (long, short) of ``model``'s transform (mmdet's test ``img_scale``)."""
     model.transform.max_size, model.transform.min_size = int(max(scale)), (int(min(scale)),)
+
+
+# --- what the published FLOPs count ------------------------------------------------------------------------------
+class CountedForward(nn.Module):
+    """mmdet's ``forward_dummy``, which its ``get_flops.py`` counts for the published detector GFLOPs: backbone +
+    FPN on the (already normalised) image, the RPN head on every level, the box head on 1000 RoIs and the mask
+    head on the first 100 (each cascade stage: both). No NMS or post-processing, so the work does not depend on
+    the weights (random weights detect nothing, and a real forward would skip the mask head)."""
+
+    def __init__(self, detector: nn.Module, rois: int = 1000, mask_rois: int = 100):
+        super().__init__()
+        self.detector, self.rois, self.mask_rois = detector, rois, mask_rois
+
+    def forward(self, x: torch.Tensor):
+        det = self.detector
+        features = det.backbone(x)
+        out = list(det.rpn.head(list(features.values())))
+        # fixed boxes spread over the image (mmdet: torch.randn(1000, 4)); RoIAlign is not counted either way
+        h, w = x.shape[-2:]
+        t = torch.linspace(0, 1, self.rois, device=x.device)
+        boxes = torch.stack([t * w / 2, t * h / 2, w / 2 + t * w / 2, h / 2 + t * h / 2], dim=1)
+        heads = det.roi_heads
+        stage = lambda m, i: m[i] if isinstance(m, nn.ModuleList) else m  # noqa: E731
+        stages = len(heads.box_head) if isinstance(heads.box_head, nn.ModuleList) else 1
+        box_feats = heads.box_roi_pool(features, [boxes], [(h, w)])
+        mask_feats = heads.mask_roi_pool(features, [boxes[:self.mask_rois]], [(h, w)])
+        for i in range(stages):
+            out += list(stage(heads.box_predictor, i)(stage(heads.box_head, i)(box_feats)))
+            out.append(stage(heads.mask_predictor, i)(stage(heads.mask_head, i)(mask_feats)))
+        return out

@@ -302,13 +302,16 @@ def run_entries(args, cfg: Dict, profile: str, task, entries: Sequence, table: s
         key = (e.model, shape, getattr(e, "attn_fp32", None))
         first = measured.get(key)
         if first is None:
-            gmacs = count_flops(model, shape)["gflops"]
+            flops = count_flops(model, shape, modules=list(task.profile_flops_parts.values()))
+            gmacs = flops["gflops"]
+            parts = {k: flops["gflops_by_module"][m] for k, m in task.profile_flops_parts.items()}
             timing = profile_entry(task, e, model, gmacs, precisions, modes, cfg, device)
-            measured[key] = {"entry": e.name, "gmacs": gmacs, "head": head_gmacs(model), "timing": timing}
-            result.update(gmacs=gmacs, timing=timing)
+            measured[key] = {"entry": e.name, "gmacs": gmacs, "head": head_gmacs(model), "timing": timing,
+                             "parts": parts}
+            result.update(gmacs=gmacs, timing=timing, **parts)
         else:
             result.update(gmacs=first["gmacs"] + (head_gmacs(model) - first["head"]), timing=first["timing"],
-                          timing_shared_with=first["entry"])
+                          timing_shared_with=first["entry"], **first["parts"])
         results.append(result)
         uses[build_key] -= 1
         if not uses[build_key]:

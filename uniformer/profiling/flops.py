@@ -34,10 +34,11 @@ def flop_analysis(model: nn.Module, inputs: torch.Tensor) -> FlopCountAnalysis:
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, float]:
+def count_flops(model: nn.Module, input_shape: Sequence[int], modules: Sequence[str] = ()) -> Dict[str, float]:
     """fvcore FLOPs of ``model`` (eval mode, batch 1) for one input of ``input_shape`` (without batch dim).
 
-    Returns ``gflops`` (total, multiply-adds / 1e9) and the per-operator split in GFLOPs.
+    Returns ``gflops`` (total, multiply-adds / 1e9), the per-operator split in GFLOPs and, for each submodule
+    name in ``modules``, its share (``gflops_by_module``; from the same trace).
     """
     was_training = model.training
     model.eval()
@@ -48,9 +49,10 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, float
         analysis = flop_analysis(model, x)
         total = analysis.total()
         by_op = {k: v / 1e9 for k, v in analysis.by_operator().items()}
+        by_module = {m: analysis.by_module()[m] / 1e9 for m in modules}
     finally:
         model.train(was_training)
-    return {"gflops": total / 1e9, "gflops_by_operator": by_op}
+    return {"gflops": total / 1e9, "gflops_by_operator": by_op, "gflops_by_module": by_module}
 
 
 def count_params(model: nn.Module) -> int:

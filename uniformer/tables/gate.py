@@ -12,12 +12,12 @@ median shift of all
 may not fall by more than ``machine_drop`` (a slowdown of most entries), and a baseline entry that is missing,
 skipped or failed fails with its name.
 mIoU / AP (dense tables): no binomial model, so each entry may not fall more than ``metric_drop`` points below its
-baseline, nor below ``floor`` (the smoke quality bar of its issue: mIoU 50, AP 30; a model that has learnt
-nothing scores about 0), with the same sample-count and skipped-sample checks.
+baseline, nor below ``floor`` (the smoke quality bar of its issue: mIoU 50, keypoint AP 30, box and mask AP50 30;
+a model that has learnt nothing scores about 0), with the same sample-count and skipped-sample checks.
 Staleness: a result file whose recorded code or parameters differ from the checkout's fails (``provenance``).
 """
 import statistics
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from scipy.stats import binom
 
@@ -26,17 +26,22 @@ from .report import load_results
 Row = List[str]
 
 
-def snapshot(results: Dict, metric: str = "top1") -> Dict:
-    """What the gate tracks: per evaluated entry its primary ``metric``, sample count and skipped samples (and,
-    for top-1, the class count: its bound is binomial); per profiled entry with its own fp32 timing, the
-    fraction of the GEMM rate (None when not measured)."""
+def snapshot(results: Dict, metrics: Sequence[str] = ("top1",)) -> Dict:
+    """What the gate tracks: per evaluated entry its ``metrics`` (the table's ``gate_metrics``; keyed
+    ``"<entry> <metric>"`` when there are several), sample count and skipped samples (and, for top-1, the class
+    count: its bound is binomial); per profiled entry with its own fp32 timing, the fraction of the GEMM rate
+    (None when not measured)."""
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     accuracy = {}
     for k, v in sorted(results["eval"].items()):
         common = {"samples": int(v["samples"]), "skipped_samples": int(v.get("skipped_samples", 0))}
-        if metric == "top1":
-            accuracy[k] = {"top1": v["top1"], "classes": int(v.get("classes_in_val") or v["num_classes"]), **common}
-        else:  # mIoU, AP: no binomial model; held to the baseline minus ``metric_drop`` and the ``floor``
-            accuracy[k] = {"metric": metric, "value": v.get(metric), **common}
+        for metric in metrics:
+            key = k if len(metrics) == 1 else f"{k} {metric}"
+            if metric == "top1":
+                accuracy[key] = {"top1": v["top1"], "classes": int(v.get("classes_in_val") or v["num_classes"]),
+                                 **common}
+            else:  # mIoU, AP: no binomial model; held to the baseline minus ``metric_drop`` and the ``floor``
+                accuracy[key] = {"metric": metric, "value": v.get(metric), **common}
     efficiency = {k: r.get("fp32_gemm_frac") for k, r in sorted(results["profile"].items())
                   if not r.get("timing_shared_with")}
     return {"accuracy": accuracy, "efficiency": efficiency}
@@ -142,4 +147,4 @@ def format_table(rows: List[Row]) -> str:
 
 
 def current_snapshot(spec, profile: str, root) -> Dict:
-    return snapshot(load_results(spec, profile, root), spec.result_key)
+    return snapshot(load_results(spec, profile, root), spec.gate_metrics or (spec.result_key,))

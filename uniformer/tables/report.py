@@ -55,7 +55,7 @@ def build_table(spec: TableSpec, results: Dict, tol: Dict) -> (List[Dict], List[
         acc = task.table_metric(spec, ev) if ev else None
         source = ev.get("data_source", "unknown") if ev else None
         comparable = source in real
-        extra = task.report_fields(spec, e, gflops, ev, comparable)
+        extra = task.report_fields(spec, e, prof, ev, comparable)
         checks, problems = [], []
         if prof:
             note = task.errata.get(e.name) or (e.row.get("notes") or "").strip()

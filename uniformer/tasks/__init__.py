@@ -6,7 +6,8 @@ writer, and ``data.<name>`` / ``train.<name>`` / ``eval.<name>`` blocks in param
 ``Task`` subclass (``classification.ClassificationTask`` is the worked example) in its own module, imported
 below, or from a plugin module named in ``$UNIFORMER_PLUGINS`` (``tests/toy_task.py`` is a complete one).
 """
-from . import dense_data, detection, image_classification, pose, segmentation, video_classification  # noqa: F401  (register the built-ins)
+# the built-ins, in the paper's table order: ImageNet, Kinetics, Something-Something, COCO, ADE20K, COCO pose
+from . import image_classification, video_classification, detection, segmentation, pose  # noqa: F401, I001
 from .base import (  # noqa: F401  (the registry API)
     RESULTS, Adapter, Column, checkers, register_data_tools, DataAction, DatasetSpec, TableSpec, Task, dataset_names, datasets, get_dataset,
     get_table, get_task, load_plugins, open_data, register_dataset, register_table, register_task, synth_writers,

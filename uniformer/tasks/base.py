@@ -160,9 +160,9 @@ class Task:
         another test protocol than that column's)."""
         return ev.get(table.result_key)
 
-    def report_fields(self, table: "TableSpec", entry, gflops: Optional[float], ev: Optional[Dict],
+    def report_fields(self, table: "TableSpec", entry, prof: Optional[Dict], ev: Optional[Dict],
                       comparable: bool) -> Dict[str, Any]:
-        """The task's own fields of a table row (after the common ones)."""
+        """The task's own fields of a table row (after the common ones); ``prof``: the entry's profile row."""
         return {}
 
     def report_columns(self, table: "TableSpec") -> List[Column]:
@@ -175,6 +175,8 @@ class Task:
     profile_legend: Tuple[str, ...] = ()  # report lines before the common ones ({tol}: the FLOPs tolerance)
     profile_section: str = ""  # a sub-dict of profile.<profile> whose keys override the profile's for this task
     profile_off: Tuple[str, ...] = ()  # profile options that do not apply to this task's models (must stay off)
+    # result key -> submodule of the profiled model whose share of the FLOPs is kept (detection: the backbone)
+    profile_flops_parts: Dict[str, str] = {}
 
     def profile_title(self, what: str) -> str:
         """The profile report's title; ``what`` names the table or data set (e.g. "Kinetics-400/600")."""
@@ -209,6 +211,7 @@ class Task:
     def profile_row_extra(self, result):
         """The row's fields after the verdict and published top-1 (before the speed columns)."""
         return {}
+
 
     def profile_cells(self, row):
         """The profile report's cells between the entry and the verdict: header -> text."""
@@ -307,6 +310,7 @@ class TableSpec:
     accuracy: str = "top1"  # the paper_results.csv column of the primary metric (the verdict and the gate's)
     accuracy_label: str = "Top-1 (%)"
     metric: str = ""  # its metrics.json key when that is named otherwise (ADE20K: miou -> mIoU)
+    gate_metrics: Tuple[str, ...] = ()  # the metrics.json keys the smoke gate holds (default: the primary one)
 
     @property
     def result_key(self) -> str:

@@ -293,7 +293,7 @@ class TopDownPose(DenseTableMixin, Task):
                                               "as UniFormer-S at 448x320; the official code, counted the same way, "
                                               "gives 22.1 GFLOPs."}
 
-    def report_fields(self, table, entry, gflops, ev, comparable):
+    def report_fields(self, table, entry, prof, ev, comparable):
         return {**self.metric_fields(entry, ev, comparable), "person_boxes": ev.get("boxes") if ev else None}
 
     def report_columns(self, table):

@@ -283,7 +283,7 @@ class SemanticSegmentation(DenseTableMixin, Task):
     def table_metric(self, table, ev):
         return ev.get("mIoU") if ev.get("views", 1) == 1 else None  # the primary column is single scale
 
-    def report_fields(self, table, entry, gflops, ev, comparable):
+    def report_fields(self, table, entry, prof, ev, comparable):
         ms = ev.get("mIoU") if ev and ev.get("views", 1) > 1 else None
         return self.metric_fields(entry, ev, comparable, measured={"miou_ms": ms})
 

@@ -222,11 +222,11 @@ class VideoClassification(ClassificationTask):
             raise ConfigError(f"init.inflate={cfg['init']['inflate']!r}: use mean (the official 2D->3D inflation), "
                               "center or null")
 
-    def report_fields(self, table, entry, gflops, ev, comparable):
+    def report_fields(self, table, entry, prof, ev, comparable):
         """Per-view x views totals, top-5, the clip protocol and class order of a row."""
         e, views = entry, entry.views
         pub_total = _num(e.row["gflops"])
-        total = gflops * views if gflops is not None else None
+        total = prof["gflops"] * views if prof else None
         top5_pub, top5 = _num(e.row.get("top5")), (ev or {}).get("top5")
         clip = (ev or {}).get("num_frames")
         return {
