@@ -12,7 +12,7 @@ from uniformer.config import ConfigError, load_params
 from uniformer.data.synth_coco import write_synthetic_coco
 from uniformer.engine.recipe import resolve_train_config
 from uniformer.tasks import get_dataset, open_data
-from uniformer.tasks.detection import hflip_sample, resize_sample
+from uniformer.tasks.detection import hflip_sample, multiscale_sample, random_crop_sample, resize_sample
 
 # a narrow light trunk and few RoIs: the hooks and the engine, not the accuracy
 TINY = {"embed_dim": [16, 32, 64, 128], "head_dim": 16,
@@ -83,6 +83,82 @@ def test_resize_and_flip_follow_mmdet():
     assert t2["boxes"].tolist() == [[0.0, 0.0, 30.0, 15.0]] and int(t2["masks"].sum()) == 15 * 30
     _, t3 = hflip_sample(image2, t2)
     assert t3["boxes"].tolist() == [[30.0, 0.0, 60.0, 15.0]] and t3["masks"][0, 0, 30:].all()
+
+
+class _Draws:
+    """A stand-in for random.Random that returns the given draws in order (randint / choice / random)."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def randint(self, a, b):
+        v = self.draws.pop(0)
+        assert a <= v <= b, (a, v, b)
+        return v
+
+    def choice(self, seq):
+        v = self.draws.pop(0)
+        assert v in seq
+        return v
+
+    def random(self):
+        return self.draws.pop(0)
+
+
+def _two_objects():
+    masks = torch.zeros(2, 60, 80, dtype=torch.uint8)
+    masks[0, 0:10, 0:10] = 1
+    masks[1, 40:60, 50:80] = 1
+    target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 40.0, 80.0, 60.0]]), "labels": torch.tensor([1, 2]),
+              "masks": masks}
+    return torch.rand(3, 60, 80), target
+
+
+def test_random_crop_follows_mmdet_absolute_range():
+    image, target = _two_objects()
+    # crop 30 x 40 (h in [min(60, 20), min(60, 50)], w in [20, 50]) at (y0, x0) = (25, 40), offsets drawn in
+    # [0, side - crop]: object 2 (50, 40, 80, 60) shifted to (10, 15, 40, 35) and clipped to the crop's height 30;
+    # object 1 (0, 0, 10, 10) falls outside and is dropped with its mask
+    crop, t = random_crop_sample(image, target, (20, 50), _Draws(30, 40, 25, 40))
+    assert torch.equal(crop, image[:, 25:55, 40:80]) and t["labels"].tolist() == [2]
+    assert t["boxes"].tolist() == [[10.0, 15.0, 40.0, 30.0]] and t["masks"].shape == (1, 30, 40)
+    assert int(t["masks"].sum()) == 15 * 30  # the part of object 2 inside the crop
+    # a crop holding no object keeps the image with empty targets (allow_negative_crop=True)
+    crop, t = random_crop_sample(image, target, (20, 50), _Draws(20, 20, 15, 20))
+    assert crop.shape[-2:] == (20, 20) and len(t["boxes"]) == 0 and t["masks"].shape == (0, 20, 20)
+
+
+def test_multiscale_policy_branches():
+    image, target = _two_objects()
+    # branch 1 (draw < 0.5): one keep-ratio resize, short side 480 -> 480 x 640 (long 1333 not reached)
+    out, t = multiscale_sample(image, target, {"short_sides": [480, 800], "crop_short_sides": [400],
+                                               "crop_size": [384, 600]}, 1333, _Draws(0.2, 480))
+    assert out.shape[-2:] == (480, 640) and t["boxes"][1].tolist() == [400.0, 320.0, 640.0, 480.0]
+    # branch 2: resize to short 400 (400 x 533), crop 384 x 450 at (16, 83), resize that to short 800 (long
+    # 800 * 450 / 384 = 937.5 -> 938 with mmcv's rounding)
+    out, t = multiscale_sample(image, target, {"short_sides": [480, 800], "crop_short_sides": [400],
+                                               "crop_size": [384, 600]}, 1333, _Draws(0.7, 400, 384, 450, 16, 83, 800))
+    assert out.shape[-2:] == (800, 938) and t["labels"].tolist() == [2]
+
+
+def test_multiscale_recipe_trains_a_step(coco):
+    """A recipe with a multiscale policy (as the 3x+MS configs) feeds the detector images at the policy's short
+    sides (long side within img_scale's) and takes a training step; a malformed policy is refused."""
+    policy = {"short_sides": [64, 96], "crop_short_sides": [48], "crop_size": [24, 40]}
+    cfg = _cfg(coco, img_scale="[160,96]", multiscale=json.dumps(policy))
+    task, data = get_dataset("coco").task, open_data("coco", coco, cfg["data"])
+    classes = data.classes()
+    model = task.build_model(cfg, len(classes)).train()
+    ds = data.train_set(cfg, model, classes)
+    torch.manual_seed(0)
+    samples = [ds[i % len(ds)] for i in range(16)]
+    assert {min(x.shape[-2:]) for x, _ in samples} <= {64, 96} and max(max(x.shape[-2:]) for x, _ in samples) <= 160
+    inputs, targets = task.collate(*zip(*samples[:2]))
+    loss, n = task.train_loss(model, inputs, targets, None, None)
+    loss.backward()
+    assert n == 2 and torch.isfinite(loss)
+    with pytest.raises(ConfigError, match="multiscale"):
+        _cfg(coco, multiscale=json.dumps({"short_sides": [64]}))
 
 
 def test_cascade_is_not_trained():

@@ -34,6 +34,7 @@ from .dense_data import DenseData, check_action, synth_action
 from .dense_table import DenseTableMixin
 
 IOU_TYPES = {"box": "bbox", "mask": "segm"}  # metric prefix -> pycocotools iouType
+MULTISCALE_KEYS = {"short_sides", "crop_short_sides", "crop_size"}  # train.coco.*.multiscale (``multiscale_sample``)
 
 
 # --- training pipeline (mmdet 2.11: Resize keep_ratio, RandomFlip, Normalize / Pad in the model) ----------------
@@ -61,11 +62,42 @@ def hflip_sample(image: torch.Tensor, target: Dict[str, torch.Tensor]) -> tuple:
     return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
 
 
+def random_crop_sample(image: torch.Tensor, target: Dict[str, torch.Tensor], crop_range, rng: random.Random) -> tuple:
+    """mmdet ``RandomCrop(crop_type='absolute_range', allow_negative_crop=True)``: height and width each drawn
+    from [min(side, lo), min(side, hi)], a random offset; boxes shifted and clipped to the crop, objects left
+    without area dropped with their masks (a crop may hold none: torchvision trains on empty targets)."""
+    h, w = image.shape[-2:]
+    lo, hi = (int(v) for v in crop_range)
+    ch, cw = rng.randint(min(h, lo), min(h, hi)), rng.randint(min(w, lo), min(w, hi))
+    y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
+    boxes = target["boxes"] - torch.tensor([x0, y0, x0, y0], dtype=target["boxes"].dtype)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, cw)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, ch)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return image[:, y0:y0 + ch, x0:x0 + cw], {**target, "boxes": boxes[keep], "labels": target["labels"][keep],
+                                              "masks": target["masks"][keep][:, y0:y0 + ch, x0:x0 + cw]}
+
+
+def multiscale_sample(image: torch.Tensor, target: Dict[str, torch.Tensor], policy: Dict[str, Any], long_side: int,
+                      rng: random.Random) -> tuple:
+    """The 3x+MS (DETR-style) policy of the official configs, mmdet ``AutoAugment`` of two equally likely
+    branches: a keep-ratio resize to a short side from ``short_sides``; or a resize to one from
+    ``crop_short_sides``, a ``random_crop_sample`` in the ``crop_size`` range, and a resize to one from
+    ``short_sides`` (long side at most ``long_side`` throughout)."""
+    if rng.random() < 0.5:
+        return resize_sample(image, target, (long_side, rng.choice(policy["short_sides"])))
+    image, target = resize_sample(image, target, (long_side, rng.choice(policy["crop_short_sides"])))
+    image, target = random_crop_sample(image, target, policy["crop_size"], rng)
+    return resize_sample(image, target, (long_side, rng.choice(policy["short_sides"])))
+
+
 class DetTrainSet(torch.utils.data.Dataset):
-    """(resized, maybe flipped image (3, H, W) in [0, 1], {boxes, labels, masks}) per training image."""
+    """(resized, maybe flipped image (3, H, W) in [0, 1], {boxes, labels, masks}) per training image: at the
+    recipe's ``img_scale``, or by its ``multiscale`` policy (``multiscale_sample``) when one is set."""
 
     def __init__(self, data: CocoInstances, cfg: Dict[str, Any]):
         self.data, self.scale, self.hflip = data, cfg["img_scale"], float(cfg["hflip"])
+        self.multiscale = cfg.get("multiscale")
 
     def __len__(self):
         return len(self.data)
@@ -74,7 +106,10 @@ class DetTrainSet(torch.utils.data.Dataset):
         rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,))))  # from torch's (per-worker, seeded) stream
         image, target = self.data[i]
         target = {k: target[k] for k in ("boxes", "labels", "masks")}
-        image, target = resize_sample(image, target, self.scale)
+        if self.multiscale:
+            image, target = multiscale_sample(image, target, self.multiscale, int(max(self.scale)), rng)
+        else:
+            image, target = resize_sample(image, target, self.scale)
         if rng.random() < self.hflip:
             image, target = hflip_sample(image, target)
         return image, target
@@ -143,7 +178,8 @@ class CocoData(DenseData):
         return DetTestSet(self.root, "val")
 
     def train_protocol(self, cfg, model, train_set) -> Dict[str, Any]:
-        return {"img_scale": [int(s) for s in cfg["img_scale"]], "hflip": float(cfg["hflip"])}
+        return {"img_scale": [int(s) for s in cfg["img_scale"]], "hflip": float(cfg["hflip"]),
+                "multiscale": cfg.get("multiscale")}
 
     def test_set(self, eval_cfg, model, classes, train_cfg):
         scale = eval_cfg.get("img_scale") or train_cfg.get("img_scale") or TEST_SCALE
@@ -203,7 +239,7 @@ class InstanceSegmentation(DenseTableMixin, Task):
     name = "instance_segmentation"
     # img_scale (long, short) and hflip: the training pipeline; backbone_init: an ImageNet checkpoint (or null);
     # decay_*: the step schedule's milestones and factor (``engine.recipe``)
-    recipe_keys = ("img_scale", "hflip", "backbone_init", "decay_milestones", "decay_rate")
+    recipe_keys = ("img_scale", "hflip", "multiscale", "backbone_init", "decay_milestones", "decay_rate")
     metrics = tuple(f"{p}_{s.lower()}" for s in STAT_NAMES for p in IOU_TYPES)  # box_ap, mask_ap, box_ap50, ...
 
     def check_recipe(self, cfg, where):
@@ -212,6 +248,10 @@ class InstanceSegmentation(DenseTableMixin, Task):
                               "(evaluate an official checkpoint); train a mask_rcnn_* config")
         if len(cfg["img_scale"]) != 2:
             raise ConfigError(f"params.yaml: {where}.img_scale {cfg['img_scale']}: give [long, short]")
+        ms = cfg.get("multiscale")
+        if ms and (set(ms) != MULTISCALE_KEYS or len(ms["crop_size"]) != 2 or ms["crop_size"][0] > ms["crop_size"][1]):
+            raise ConfigError(f"params.yaml: {where}.multiscale {ms}: give null or {sorted(MULTISCALE_KEYS)} "
+                              "(crop_size: [min, max])")
 
     def build_model(self, cfg, num_classes):
         model = build_detector(cfg["model"], num_classes, drop_path_rate=float(cfg["drop_path"]),
