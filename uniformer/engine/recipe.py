@@ -120,7 +120,10 @@ def autocast_dtype(amp: str) -> Optional[torch.dtype]:
 
 # --- optimisation ---------------------------------------------------------------------------------------
 def build_optimizer(cfg: Dict[str, Any], model: nn.Module, lr: float):
-    """timm ``create_optimizer_v2``; no weight decay on biases, norms and ``model.no_weight_decay()``."""
+    """timm ``create_optimizer_v2``; no weight decay on biases, norms and ``model.no_weight_decay()``, or, when the
+    recipe lists ``no_decay_keys``, on exactly the parameters whose name contains one of them (mmcv's
+    ``paramwise_cfg.custom_keys`` with ``decay_mult=0``, as the official detection configs: every other bias
+    is decayed)."""
     kwargs = {}
     if cfg.get("opt_eps") is not None:
         kwargs["eps"] = float(cfg["opt_eps"])
@@ -128,7 +131,14 @@ def build_optimizer(cfg: Dict[str, Any], model: nn.Module, lr: float):
         kwargs["betas"] = tuple(float(b) for b in cfg["opt_betas"])
     if str(cfg["opt"]).lower() in ("sgd", "momentum", "nesterov", "rmsprop", "rmsproptf", "lamb", "lars"):
         kwargs["momentum"] = float(cfg["momentum"])
-    return create_optimizer_v2(model, opt=cfg["opt"], lr=lr, weight_decay=float(cfg["weight_decay"]), **kwargs)
+    wd = float(cfg["weight_decay"])
+    keys = cfg.get("no_decay_keys")
+    if keys is not None:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        params = [{"params": [p for n, p in named if not any(k in n for k in keys)], "weight_decay": wd},
+                  {"params": [p for n, p in named if any(k in n for k in keys)], "weight_decay": 0.0}]
+        return create_optimizer_v2(params, opt=cfg["opt"], lr=lr, weight_decay=wd, **kwargs)
+    return create_optimizer_v2(model, opt=cfg["opt"], lr=lr, weight_decay=wd, **kwargs)
 
 
 def build_scheduler(cfg: Dict[str, Any], optimizer, updates_per_epoch: int):

@@ -239,7 +239,8 @@ class InstanceSegmentation(DenseTableMixin, Task):
     name = "instance_segmentation"
     # img_scale (long, short) and hflip: the training pipeline; backbone_init: an ImageNet checkpoint (or null);
     # decay_*: the step schedule's milestones and factor (``engine.recipe``)
-    recipe_keys = ("img_scale", "hflip", "multiscale", "backbone_init", "decay_milestones", "decay_rate")
+    recipe_keys = ("img_scale", "hflip", "multiscale", "backbone_init", "no_decay_keys", "decay_milestones",
+                   "decay_rate")
     metrics = tuple(f"{p}_{s.lower()}" for s in STAT_NAMES for p in IOU_TYPES)  # box_ap, mask_ap, box_ap50, ...
 
     def check_recipe(self, cfg, where):
