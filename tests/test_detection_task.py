@@ -214,6 +214,31 @@ def test_train_resume_eval_through_the_cli(coco, tmp_path, monkeypatch):
     assert m["mask_ap50"] == pytest.approx(result["val_mask_ap50"], abs=1e-6)
 
 
+def test_eval_takes_an_official_mmdet_checkpoint_directly(coco, tmp_path, capsys):
+    """``uniformer eval coco --checkpoint <official .pth> --model <config>``: the mmdet layout (every key of the
+    official mask_rcnn_1x_xxs, under ``state_dict`` as mmcv saves it; class rows cut to the synthetic set's
+    categories) is converted in memory and loads strictly."""
+    from test_detection import fake_official
+
+    k = len(open_data("coco", coco, {}).classes())
+    rows = {"fc_cls": k + 1, "fc_reg": 4 * k, "conv_logits": k}  # mmdet: background last in fc_cls only
+    cut = lambda name: next((n for layer, n in rows.items() if f".{layer}." in name), None)  # noqa: E731
+    sd = {name: v if cut(name) is None else v[:cut(name)]
+          for name, v in fake_official("mask_rcnn_1x_xxs", fill=0.01).items()}
+    ckpt = tmp_path / "mask_rcnn_1x_xxs_official.pth"
+    torch.save({"meta": {"mmdet_version": "2.11.0"}, "state_dict": sd}, ckpt)
+    params = load_params()
+    params["data"]["coco"]["smoke"].update(root=str(coco), synth=None)
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps(params))
+    ev = tmp_path / "eval"
+    assert main(["eval", "coco", "--params", str(path), "--checkpoint", str(ckpt), "--model", "mask_rcnn_1x_xxs",
+                 "--out", str(ev), "--no-progress"]) == 0
+    assert "official layout, converted for mask_rcnn_1x_xxs" in capsys.readouterr().err
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["checkpoint_kind"] != "ours" and m["samples"] == 2 and m["box_ap"] is not None
+
+
 def test_backbone_init_from_an_imagenet_checkpoint(coco, tmp_path):
     """``backbone_init``: the ImageNet trunk lands in the detector's backbone (classifier ignored); a missing file
     is a clear error."""

@@ -127,6 +127,11 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         raise ConfigError(f"{checkpoint}: not a `uniformer train` checkpoint, so --model is needed "
                           "(e.g. --model uniformer_small, or uniformer_small_video.k400_16x4 for video)")
     state_dict, taken = checkpoint_state_dict(obj, weights)
+    if not ours:  # an official file in its framework's layout (mmdet): converted here, loaded strictly below
+        converted = task.from_official_layout(state_dict, model_name)
+        if converted is not state_dict:
+            print(f"{checkpoint}: official layout, converted for {model_name}", file=sys.stderr)
+            state_dict, obj = converted, {"state_dict": converted}
     num_classes = task.num_outputs(state_dict, checkpoint)
     model = task.create_model(model_name, num_classes, train_cfg.get("model_kwargs") or {})
     load_model_weights(model, obj, weights=weights)

@@ -95,6 +95,11 @@ class Task:
         """Batch-level mixing (``(inputs, targets) -> (inputs, targets)``) or None."""
         return None
 
+    def from_official_layout(self, state_dict: Dict[str, Any], model_name: str) -> Dict[str, Any]:
+        """An official checkpoint's state dict in our model's layout, or ``state_dict`` itself when it already
+        is (ours, and the official classifiers, segmentors and pose models share our key names)."""
+        return state_dict
+
     def num_outputs(self, state_dict: Dict[str, Any], checkpoint: str) -> int:
         """The number of classes a checkpoint's head predicts (an error naming the file if it has none)."""
         raise NotImplementedError

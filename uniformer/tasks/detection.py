@@ -25,6 +25,7 @@ from ..data.coco import CategoryMap, CocoInstances, coco_paths, load_coco, read_
 from ..data.imagenet import dataset_manifest_hash
 from ..data.synth_coco import write_synthetic_coco
 from ..engine.coco_eval import STAT_NAMES, evaluate_results, to_coco_results
+from ..models.convert import convert_checkpoint
 from ..models.dense_catalog import dense_entries
 from ..models.detection import TEST_SCALE, CountedForward, build_detector, mmcv_rescale_size, set_test_scale
 from ..profiling.optimize import InferenceModel
@@ -268,12 +269,17 @@ class InstanceSegmentation(DenseTableMixin, Task):
     def build_loss(self, cfg, num_classes):
         return None  # the detector computes its losses (``train_loss``)
 
+    def from_official_layout(self, state_dict, model_name):
+        if any(k.startswith(("roi_head.", "rpn_head.")) for k in state_dict):  # mmdet's names
+            return convert_checkpoint(state_dict, model_name)
+        return state_dict
+
     def num_outputs(self, state_dict, checkpoint):
         for key in ("roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.0.cls_score.weight"):
             if key in state_dict:
                 return int(state_dict[key].shape[0]) - 1  # torchvision's background row
         raise ConfigError(f"{checkpoint}: no roi_heads.box_predictor; not one of our detection checkpoints (an "
-                          "official mmdet one: `uniformer checkpoint convert` it first)")
+                          "official mmdet one: evaluate it with --model NAME, the config it was trained with)")
 
     def meter(self, num_classes, dataset=None):
         return DetectionMeter(dataset)
