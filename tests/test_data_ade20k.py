@@ -82,3 +82,21 @@ def test_checker_names_truncated_image(tmp_path):
     img = tmp_path / "images" / "validation" / "ADE_val_00000001.jpg"
     img.write_bytes(img.read_bytes()[:200])
     assert [p.kind for p in check_ade20k(tmp_path).problems] == ["unreadable"]
+
+
+def test_real_copy_names_its_classes_from_object_info(tmp_path):
+    """A real copy (no manifest of ours) takes the 150 names of ADEChallengeData2016/objectInfo150.txt (first
+    synonym, by Idx), else class_001..; a truncated file is refused by name."""
+    from uniformer.config import ConfigError
+    from uniformer.tasks import open_data
+
+    data = open_data("ade20k", tmp_path, {})
+    assert data.classes()[:2] == ["class_001", "class_002"] and len(data.classes()) == 150
+    rows = [f"{i}\t0.01\t10\t1\tname{i}, synonym" for i in range(150, 0, -1)]  # any row order
+    rows[-1] = "1\t0.1576\t11664\t1172\twall"
+    (tmp_path / "objectInfo150.txt").write_text("Idx\tRatio\tTrain\tVal\tName\n" + "\n".join(rows) + "\n")
+    names = data.classes()
+    assert names[0] == "wall" and names[1] == "name2" and names[149] == "name150" and len(names) == 150
+    (tmp_path / "objectInfo150.txt").write_text("Idx\tRatio\tTrain\tVal\tName\n1\t0.1\t1\t1\twall\n")
+    with pytest.raises(ConfigError, match="objectInfo150.txt: 1 classes"):
+        data.classes()

@@ -3,7 +3,7 @@
 grey) PNGs with 0 = "other" and 1..150 = the classes."""
 import os
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -13,6 +13,20 @@ from .images import open_image
 
 SPLITS = {"train": "training", "val": "validation"}
 NUM_CLASSES = 150
+
+
+def class_names(root: os.PathLike) -> Optional[List[str]]:
+    """The 150 class names of ``root/objectInfo150.txt`` (shipped in ADEChallengeData2016: a header, then
+    ``Idx Ratio Train Val Name`` per class, tab-separated, names like ``building, edifice``), each name's first
+    synonym as mmseg lists them; None when the file is absent."""
+    path = Path(root) / "objectInfo150.txt"
+    if not path.is_file():
+        return None
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    names = [r[-1].split(",")[0].strip() for r in sorted(rows, key=lambda r: int(r[0]))]
+    if len(names) != NUM_CLASSES:
+        raise ValueError(f"{path}: {len(names)} classes, expected {NUM_CLASSES} (Idx Ratio Train Val Name rows)")
+    return names
 
 
 def split_dir(split: str) -> str:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from ..config import ConfigError
-from ..data.ade20k import ADE20K, NUM_CLASSES
+from ..data.ade20k import ADE20K, NUM_CLASSES, class_names
 from ..data.check_ade20k import check_ade20k
 from ..data.imagenet import dataset_manifest_hash
 from ..data.synth_ade20k import write_synthetic_ade20k
@@ -128,7 +128,8 @@ class ADE20KData(DenseData):
     """ADE20K in the mmseg layout, labels with ``reduce_zero_label`` (0 -> ignored, k -> k - 1).
 
     ``data.ade20k.<profile>`` keys: ``root``, ``source``, ``synth`` (the synthetic set the smoke profile writes
-    when the root is empty). Classes: our synthetic set's (its manifest says how many), else the 150 of ADE20K."""
+    when the root is empty). Classes: our synthetic set's (its manifest says how many), else the 150 of ADE20K,
+    named from the copy's ``objectInfo150.txt`` when it has one."""
 
     marker = "images"
     writer = staticmethod(write_synthetic_ade20k)
@@ -140,14 +141,24 @@ class ADE20KData(DenseData):
         return int(json.loads(manifest.read_text())["params"]["classes"])
 
     def classes(self) -> List[str]:
-        n = self._synthetic_classes() or NUM_CLASSES
-        return [f"class_{k + 1:03d}" for k in range(n)]  # annotation value k + 1
+        n = self._synthetic_classes()
+        if n is None:  # the real set: its objectInfo150.txt names, if the copy has it
+            try:
+                names = class_names(self.root)
+            except ValueError as e:
+                raise ConfigError(f"{e}; restore the file from ADEChallengeData2016 or remove it") from None
+            if names:
+                return names
+        return [f"class_{k + 1:03d}" for k in range(n or NUM_CLASSES)]  # annotation value k + 1
 
     def class_index_desc(self) -> str:
         return "ADE20K annotation value - 1 (reduce_zero_label; 0 'other' ignored)"
 
     def eval_classes(self, trained, checkpoint, num_classes):
-        return trained if trained is not None else [f"class_{k + 1:03d}" for k in range(num_classes)]
+        if trained is not None:
+            return trained
+        names = self.classes()  # an official checkpoint: the data set's order (150 on the real set)
+        return names if len(names) == num_classes else [f"class_{k + 1:03d}" for k in range(num_classes)]
 
     def _split(self, split: str) -> ADE20K:
         data = ADE20K(self.root, split)
