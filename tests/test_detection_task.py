@@ -69,8 +69,11 @@ def test_detection_hooks(coco):
     assert merged.summary() == s
     ckpt = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(6, 64)}
     assert task.num_outputs(ckpt, "x.pth") == 5  # background row left out
-    with pytest.raises(ConfigError, match="checkpoint convert"):
-        task.num_outputs({"roi_head.bbox_head.fc_cls.weight": torch.zeros(6, 4)}, "official.pth")
+    with pytest.raises(ConfigError, match="not a detection checkpoint this package reads"):
+        task.num_outputs({"model.backbone.weight": torch.zeros(6, 4)}, "other.pth")
+    official = {"roi_head.bbox_head.fc_cls.weight": torch.zeros(6, 4)}  # mmdet's layout: converted, by name
+    with pytest.raises(ConfigError, match="not mask_rcnn_1x_xxs's layout: roi_head.unknown: no conversion rule"):
+        task.from_official_layout({**official, "roi_head.unknown": torch.zeros(1)}, "mask_rcnn_1x_xxs")
 
 
 def test_resize_and_flip_follow_mmdet():

@@ -271,15 +271,19 @@ class InstanceSegmentation(DenseTableMixin, Task):
 
     def from_official_layout(self, state_dict, model_name):
         if any(k.startswith(("roi_head.", "rpn_head.")) for k in state_dict):  # mmdet's names
-            return convert_checkpoint(state_dict, model_name)
+            try:
+                return convert_checkpoint(state_dict, model_name)
+            except KeyError as e:  # a key of another config's layout
+                raise ConfigError(f"an mmdet checkpoint that is not {model_name}'s layout: {e.args[0]}; pass the "
+                                  "--model it was trained as") from None
         return state_dict
 
     def num_outputs(self, state_dict, checkpoint):
         for key in ("roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.0.cls_score.weight"):
             if key in state_dict:
                 return int(state_dict[key].shape[0]) - 1  # torchvision's background row
-        raise ConfigError(f"{checkpoint}: no roi_heads.box_predictor; not one of our detection checkpoints (an "
-                          "official mmdet one: evaluate it with --model NAME, the config it was trained with)")
+        raise ConfigError(f"{checkpoint}: no roi_heads.box_predictor (ours) nor roi_head.bbox_head (an official mmdet "
+                          "one, read with --model NAME); not a detection checkpoint this package reads")
 
     def meter(self, num_classes, dataset=None):
         return DetectionMeter(dataset)
