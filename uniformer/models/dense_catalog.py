@@ -1,4 +1,4 @@
-"""The published entries of the dense tables (ADE20K, COCO pose; COCO detection next), from paper_results.csv.
+"""The published entries of the dense tables (COCO detection, ADE20K, COCO pose), from paper_results.csv.
 
 An entry is named by its official experiment, as its full-model manifest is: the config's folder, plus
 ``__<test config>`` when the row is one of several test configs of one checkpoint (the global-trained

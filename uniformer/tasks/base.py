@@ -217,7 +217,6 @@ class Task:
         """The row's fields after the verdict and published top-1 (before the speed columns)."""
         return {}
 
-
     def profile_cells(self, row):
         """The profile report's cells between the entry and the verdict: header -> text."""
         return {"Res": str(row["resolution"]), "Params M (pub / ours / Δ)": params_cell(row),
