@@ -180,8 +180,9 @@ def test_mlflow_has_train_and_eval_runs(smoke, dataset):
 def test_killed_and_resumed_run_matches_uninterrupted(workspace, dataset):
     """Same seed: 2 epochs straight == 1 epoch, exit, --resume for the 2nd (bitwise on CPU, with loader workers)."""
     env = _env()
+    # 32 px: resume does not depend on the input size, and a quarter of the smoke pixels keeps the test short
     args = ["train", "imagenet", "--profile", "smoke", "--data-root", dataset["root"], "--no-progress",
-            "epochs=2", "workers=1"]
+            "epochs=2", "workers=1", "img_size=32"]
     full, parts = workspace / "resume_full", workspace / "resume_parts"
     uniformer(*args, "--out", full, cwd=workspace, env=env)
     uniformer(*args, "--out", parts, "--stop-after-epoch", "1", cwd=workspace, env=env)

@@ -1,6 +1,6 @@
 """Resume under the workflows: `kill -9` of Snakemake / `dvc repro` while training runs, then the same command again.
 
-In a copy of the repository (with a small synthetic ImageNet and a short profile so that it takes minutes): the
+In a copy of the repository (with a small synthetic ImageNet and a short training so that it takes minutes): the
 second invocation resumes training after the last completed epoch, and the final numbers and weights equal those
 of an uninterrupted `uniformer train` with the same configuration. Under DVC, a changed recipe
 (`dvc exp run -S train.imagenet.smoke.epochs=...`) is never resumed: it trains afresh for the new epoch count.
@@ -25,9 +25,6 @@ SMALL = {
     "data": {"imagenet": {"smoke": {"synth": {"classes": 4, "train_per_class": 32, "val_per_class": 8, "size": 32,
                                               "seed": 0}}}},
     "train": {"imagenet": {"smoke": {"epochs": EPOCHS, "img_size": 32, "batch_size": 16, "eval_batch_size": 32}}},
-    "tables": {"imagenet": {"smoke": {"profile_models": ["uniformer_xxs"]}}},
-    "profile": {"smoke": {"batch_sizes": [1], "precisions": ["fp32"], "warmup": 0, "repeats": 1,
-                          "max_seconds_per_model": 1, "gemm_seconds": 1}},
 }
 COMPARED = ("train_loss", "val_top1", "val_top5", "val_loss", "best_val_top1", "skipped_samples", "epochs")
 
@@ -107,13 +104,13 @@ def _assert_same_run(resumed_dir, reference_dir, epochs):
 
 def test_killed_snakemake_run_resumes_where_it_stopped(repo):
     (repo / "small.yaml").write_text(yaml.safe_dump(SMALL))
-    cmd = [BIN / "snakemake", "--cores", "all", "reproduce_table_imagenet", "--configfile", "params.yaml",
-           "small.yaml"]
+    # the training rule's output as the target: what comes after it (eval, profile, report) is not about resume
+    cmd = [BIN / "snakemake", "--cores", "all", TRAIN / "metrics.json", "--configfile", "params.yaml", "small.yaml"]
     saved = _kill_when_first_epoch_is_saved(cmd, repo, repo / "first.log")
     again = _run(cmd, repo)  # the same command, no extra flag
     train_log = (repo / "logs/train/imagenet_uniformer_xxs.log").read_text()
     assert f"resuming after epoch {saved}" in train_log, train_log[-2000:]
-    assert (repo / "reports/imagenet.md").is_file() and "Finished" in again.stderr + again.stdout
+    assert "Finished" in again.stderr + again.stdout
     params_file = next((repo / ".snakemake/uniformer").glob("params-*.yaml"))  # the --configfile reached training
     assert yaml.safe_load(params_file.read_text())["train"]["imagenet"]["smoke"]["epochs"] == EPOCHS
     _uninterrupted(repo, params_file, "reference")

@@ -19,8 +19,6 @@ Staleness: a result file whose recorded code or parameters differ from the check
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from scipy.stats import binom
-
 from .report import load_results
 
 Row = List[str]
@@ -50,6 +48,8 @@ def snapshot(results: Dict, metrics: Sequence[str] = ("top1",)) -> Dict:
 def min_correct(samples: int, baseline_top1: float, classes: int, alpha: float) -> Tuple[int, int, int]:
     """``(needed, binomial bound, chance bound)`` in correct samples: the baseline's ``alpha`` quantile, and the
     count a chance-level model (accuracy 1/classes) reaches with probability at most ``alpha``."""
+    from scipy.stats import binom  # here, not at module level: scipy.stats adds ~1 s to every `uniformer` command
+
     bound = int(binom.ppf(alpha, samples, min(max(baseline_top1 / 100.0, 0.0), 1.0)))
     chance = int(binom.isf(alpha, samples, 1.0 / classes)) + 1  # P[X >= chance] <= alpha under chance
     return max(bound, chance), bound, chance
