@@ -12,7 +12,7 @@ from conftest import DATA, load_manifest
 from uniformer.models import convert
 from uniformer.models.cascade import STAGE_STDS, CascadeRoIHeads
 from uniformer.models.detection import (AlignedMultiScaleRoIAlign, FixedStrideAnchorGenerator, backbone_stem,
-                                        mask_rcnn, mmcv_rescale_size, paste_masks_float)
+                                        build_detector, mask_rcnn, mmcv_rescale_size, paste_masks_float)
 
 FULL = DATA / "full_manifests"
 DET_CONFIGS = sorted(p.stem for p in FULL.glob("*.json") if p.stem.startswith(("mask_rcnn_", "cascade_")))
@@ -250,6 +250,83 @@ def test_cascade_averages_logits_and_masks(monkeypatch):
     expected = (torch.sigmoid(torch.tensor([0.0, 1.0, 2.0]))).mean()
     assert torch.allclose(result[0]["masks"], expected.expand(1, 1, 28, 28))
     assert result[0]["boxes"].tolist() == [[2.0, 2.0, 20.0, 20.0]]
+
+
+def _zeroed_training_heads():
+    """Stage predictors and mask logits zeroed: every class logit 0 (CE = ln 3), no box move, mask logits 0
+    (BCE = ln 2), so each stage's losses can be computed by hand."""
+    heads = _cascade_heads().train()
+    for module in list(heads.box_predictor) + list(heads.mask_predictor):
+        for p in module.parameters():
+            torch.nn.init.zeros_(p)
+    return heads
+
+
+def test_cascade_samples_each_stage_at_its_iou():
+    """A proposal at IoU 0.549 with the ground truth is positive for stage 0 (0.5), negative for stages 1 (0.6)
+    and 2 (0.7); the ground-truth box, added as a proposal, is positive in every stage and flagged."""
+    heads = _zeroed_training_heads()
+    target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([2])}
+    proposal = [torch.tensor([[0.0, 0.0, 10.0, 18.2]])]
+    for stage, labels in enumerate([[2, 2], [0, 2], [0, 2]]):
+        rois, got, matched, is_gt = heads._sample(stage, proposal, [target])[0]
+        order = is_gt.long().argsort()  # the proposal first, then the added ground truth
+        assert got[order].tolist() == labels and is_gt[order].tolist() == [False, True]
+        assert matched.tolist() == [0, 0] and rois[order][1].tolist() == [0.0, 0.0, 10.0, 10.0]
+
+
+def test_cascade_training_losses_by_hand(monkeypatch):
+    """Losses of the three stages for one proposal at IoU 0.549 (+ the ground truth as a proposal), with zeroed
+    predictors: CE ln 3, GIoU x 10 summed over positives / sampled RoIs, BCE ln 2, weighted 1 / 0.5 / 0.25;
+    stages 1 and 2 get the refined sampled RoIs without the added ground truth (1 RoI in, 2 after adding it)."""
+    heads = _zeroed_training_heads()
+    seen = []
+    sample = heads._sample
+    monkeypatch.setattr(heads, "_sample", lambda i, props, targets: seen.append(len(props[0])) or
+                        sample(i, props, targets))
+    mask = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    mask[0, :10, :10] = 1
+    target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([2]), "masks": mask}
+    feats = {"0": torch.rand(1, 256, 32, 32)}
+    result, losses = heads(feats, [torch.tensor([[0.0, 0.0, 10.0, 18.2]])], [(32, 32)], [target])
+    assert result == [] and seen == [1, 1, 1]
+    giou_loss = 1 - 100 / 182  # the boxes nest: GIoU = IoU
+    expected = {
+        "s0_loss_classifier": math.log(3), "s0_loss_box_reg": 10 * giou_loss / 2, "s0_loss_mask": math.log(2),
+        "s1_loss_classifier": 0.5 * math.log(3), "s1_loss_box_reg": 0.0, "s1_loss_mask": 0.5 * math.log(2),
+        "s2_loss_classifier": 0.25 * math.log(3), "s2_loss_box_reg": 0.0, "s2_loss_mask": 0.25 * math.log(2),
+    }
+    assert {k: float(v.detach()) for k, v in losses.items()} == pytest.approx(expected, abs=1e-5)
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in heads.box_head.parameters())
+
+
+def test_cascade_detector_training_step_end_to_end():
+    """The whole Cascade Mask R-CNN (hybrid-S backbone, tiny input) in training mode, one image without objects:
+    RPN + 3 x (cls, box, mask) losses, all finite, and their gradient reaches the backbone and every stage."""
+    torch.manual_seed(0)
+    model = build_detector("cascade_mask_rcnn_3x_ms_hybrid_small", num_classes=3,
+                           detector=dict(box_batch_size_per_image=32, rpn_pre_nms_top_n_train=64,
+                                         rpn_post_nms_top_n_train=64, min_size=64, max_size=96)).train()
+    masks = torch.zeros(2, 64, 96, dtype=torch.uint8)
+    masks[0, 12:50, 10:60] = 1
+    masks[1, 20:60, 30:90] = 1
+    targets = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 50.0], [30.0, 20.0, 90.0, 60.0]]),
+                "labels": torch.tensor([1, 2]), "masks": masks},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                "masks": torch.zeros(0, 64, 96, dtype=torch.uint8)}]
+    losses = model([torch.rand(3, 64, 96) for _ in targets], targets)
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg"} | {
+        f"s{i}_loss_{k}" for i in range(3) for k in ("classifier", "box_reg", "mask")}
+    total = sum(losses.values())
+    assert torch.isfinite(total) and float(total.detach()) > 0
+    total.backward()
+    named = list(model.named_parameters())
+    for prefix in ("backbone.body.", "backbone.fpn.", "rpn.head."):
+        assert any(p.grad is not None for n, p in named if n.startswith(prefix)), prefix
+    for part in ("box_head", "box_predictor", "mask_head", "mask_predictor"):
+        for i in range(3):
+            assert all(p.grad is not None for p in getattr(model.roi_heads, part)[i].parameters()), (part, i)
 
 
 def test_mask_rcnn_end_to_end_on_synthetic_coco(tmp_path):

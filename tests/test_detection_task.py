@@ -186,9 +186,16 @@ def test_paper_recipe_decays_as_mmcv_custom_keys():
     assert len(decayed_names) + len(free_names) == len(names)
 
 
-def test_cascade_is_not_trained():
-    with pytest.raises(ConfigError, match="inference only"):
-        resolve_train_config(load_params(), "coco", "smoke", "cascade_mask_rcnn_3x_ms_hybrid_small")
+def test_cascade_paper_recipes_are_the_official_3x_ms_ones():
+    """Cascade S / B: 36 epochs, steps at 27 / 33, the multi-scale policy, drop path 0.2 / 0.4 (full-model
+    manifests); B from the ImageNet UniFormer-B checkpoint."""
+    params = load_params()
+    small, base = (resolve_train_config(params, "coco", "paper", f"cascade_mask_rcnn_3x_ms_hybrid_{s}")
+                   for s in ("small", "base"))
+    for cfg in (small, base):
+        assert cfg["epochs"] == 36 and cfg["decay_milestones"] == [27, 33] and cfg["multiscale"]["crop_size"] == [384, 600]
+    assert (small["drop_path"], base["drop_path"]) == (0.2, 0.4)
+    assert base["backbone_init"].endswith("uniformer_base_in1k.pth")
 
 
 def test_train_resume_eval_through_the_cli(coco, tmp_path, monkeypatch):

@@ -245,9 +245,6 @@ class InstanceSegmentation(DenseTableMixin, Task):
     metrics = tuple(f"{p}_{s.lower()}" for s in STAT_NAMES for p in IOU_TYPES)  # box_ap, mask_ap, box_ap50, ...
 
     def check_recipe(self, cfg, where):
-        if str(cfg["model"]).startswith("cascade_"):
-            raise ConfigError(f"params.yaml: {where}.model {cfg['model']}: Cascade Mask R-CNN is inference only "
-                              "(evaluate an official checkpoint); train a mask_rcnn_* config")
         if len(cfg["img_scale"]) != 2:
             raise ConfigError(f"params.yaml: {where}.img_scale {cfg['img_scale']}: give [long, short]")
         ms = cfg.get("multiscale")
