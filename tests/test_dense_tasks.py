@@ -165,3 +165,26 @@ def test_ensure_writes_the_synthetic_set_only_into_an_empty_root(dataset, synth,
     assert sorted(p.name for p in real.iterdir()) == [marker]
     open_data(dataset, tmp_path / "none", {"synth": None}).ensure()  # paper profile: nothing written
     assert not (tmp_path / "none").exists()
+
+
+def test_segmentation_paper_recipes_decay_as_the_official_configs():
+    """Semantic FPN configs have no paramwise_cfg (mmcv decays every parameter, biases and norms included); the
+    UperNet configs exempt exactly the names containing absolute_pos_embed, relative_position_bias_table or norm."""
+    from uniformer.engine.recipe import build_optimizer, resolve_train_config
+    from uniformer.models.segmentation import build_segmentor
+
+    params = load_params()
+    fpn = resolve_train_config(params, "ade20k", "paper")
+    model = build_segmentor("fpn_xxs", 150)
+    (group,) = build_optimizer(fpn, model, 1e-4).param_groups
+    assert group["weight_decay"] == 1e-4 and len(group["params"]) == len(list(model.parameters()))
+
+    upernet = resolve_train_config(params, "ade20k", "paper", "upernet_hybrid_base")
+    assert upernet["no_decay_keys"] == ["absolute_pos_embed", "relative_position_bias_table", "norm"]
+    model = build_segmentor("upernet_global_small", 150)
+    decayed, free = build_optimizer(upernet, model, 6e-5).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    free_names = {names[id(p)] for p in free["params"]}
+    assert decayed["weight_decay"] == 0.01 and free["weight_decay"] == 0.0
+    assert free_names == {n for n in names.values() if "norm" in n}  # the backbone has no pos-embed tables
+    assert len(free_names) + len(decayed["params"]) == len(names)

@@ -122,8 +122,8 @@ def autocast_dtype(amp: str) -> Optional[torch.dtype]:
 def build_optimizer(cfg: Dict[str, Any], model: nn.Module, lr: float):
     """timm ``create_optimizer_v2``; no weight decay on biases, norms and ``model.no_weight_decay()``, or, when the
     recipe lists ``no_decay_keys``, on exactly the parameters whose name contains one of them (mmcv's
-    ``paramwise_cfg.custom_keys`` with ``decay_mult=0``, as the official detection configs: every other bias
-    is decayed)."""
+    ``paramwise_cfg.custom_keys`` with ``decay_mult=0``, as the official detection and UperNet configs: every
+    other bias is decayed; ``[]``: every parameter decayed, as mmcv without ``paramwise_cfg``)."""
     kwargs = {}
     if cfg.get("opt_eps") is not None:
         kwargs["eps"] = float(cfg["opt_eps"])
@@ -137,7 +137,8 @@ def build_optimizer(cfg: Dict[str, Any], model: nn.Module, lr: float):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         params = [{"params": [p for n, p in named if not any(k in n for k in keys)], "weight_decay": wd},
                   {"params": [p for n, p in named if any(k in n for k in keys)], "weight_decay": 0.0}]
-        return create_optimizer_v2(params, opt=cfg["opt"], lr=lr, weight_decay=wd, **kwargs)
+        return create_optimizer_v2([g for g in params if g["params"]], opt=cfg["opt"], lr=lr, weight_decay=wd,
+                                   **kwargs)
     return create_optimizer_v2(model, opt=cfg["opt"], lr=lr, weight_decay=wd, **kwargs)
 
 

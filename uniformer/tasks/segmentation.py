@@ -230,9 +230,10 @@ class SegMeter:
 
 class SemanticSegmentation(DenseTableMixin, Task):
     name = "semantic_segmentation"
-    # mmseg training pipeline; decay_*: the scheduler's step milestones / poly power (``engine.recipe``)
+    # mmseg training pipeline; decay_*: the scheduler's step milestones / poly power, no_decay_keys: mmcv's
+    # custom_keys (``engine.recipe``)
     recipe_keys = ("img_scale", "ratio_range", "crop_size", "cat_max_ratio", "hflip", "photometric",
-                   "decay_milestones", "decay_rate")
+                   "no_decay_keys", "decay_milestones", "decay_rate")
     metrics = ("mIoU", "mAcc", "aAcc")
 
     def build_model(self, cfg, num_classes):
