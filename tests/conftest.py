@@ -46,3 +46,12 @@ def assert_matches_manifest(model, ref: dict) -> None:
     assert {k: s for k, s in ours.items() if ref["keys"][k] != s} == {}
     assert len(ours) == ref["num_state_dict_entries"]
     assert count_params(model) == ref["num_params"]
+
+
+def decay_groups(cfg: dict, model, lr: float) -> dict:
+    """``engine.recipe.build_optimizer``'s parameter groups by name: {weight_decay: set of parameter names}."""
+    from uniformer.engine.recipe import build_optimizer
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {g["weight_decay"]: {names[id(p)] for p in g["params"]}
+            for g in build_optimizer(cfg, model, lr).param_groups}
