@@ -71,9 +71,12 @@ class CascadeRoIHeads(RoIHeads):
         return self.box_predictor[i](self.box_head[i](x))
 
     def refine(self, i: int, rois: List[torch.Tensor], logits: torch.Tensor, deltas: torch.Tensor,
-               image_shapes) -> List[torch.Tensor]:
-        """Move the RoIs by stage ``i``'s regression of their argmax non-background class, clipped."""
+               image_shapes, labels: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """Move the RoIs by stage ``i``'s regression of their argmax non-background class, clipped; in training,
+        of their assigned class (``labels``) where it is not background."""
         label = logits[:, 1:].argmax(dim=1) + 1  # background is column 0 here (mmdet: last)
+        if labels is not None:
+            label = torch.where(labels > 0, labels, label)
         deltas = deltas.reshape(len(deltas), logits.shape[1], 4)[torch.arange(len(deltas)), label]
         boxes = self.stage_coders[i].decode_single(deltas, torch.cat(rois))
         out = []
@@ -129,8 +132,8 @@ class CascadeRoIHeads(RoIHeads):
             sampled = self._sample(i, [r.detach() for r in rois], targets)
             stage_rois = [s[0] for s in sampled]
             labels = torch.cat([s[1] for s in sampled])
-            logits, deltas = self._stage(i, features, stage_rois, image_shapes)
-            deltas = deltas.reshape(len(deltas), -1, 4)
+            logits, flat_deltas = self._stage(i, features, stage_rois, image_shapes)
+            deltas = flat_deltas.reshape(len(flat_deltas), -1, 4)
             pos = torch.where(labels > 0)[0]
             boxes = self.stage_coders[i].decode_single(deltas[pos, labels[pos]], torch.cat(stage_rois)[pos])
             gt = torch.cat([t["boxes"][s[2][s[1] > 0]] for s, t in zip(sampled, targets)]).to(boxes.dtype)
@@ -148,13 +151,8 @@ class CascadeRoIHeads(RoIHeads):
                 losses[f"s{i}_loss_mask"] = sum(p.sum() for p in self.mask_predictor[i].parameters()) * 0.0
             if i < len(STAGE_LOSS_WEIGHTS) - 1:
                 with torch.no_grad():
-                    fallback = logits[:, 1:].argmax(dim=1) + 1
-                    cls = torch.where(labels > 0, labels, fallback)
-                    moved = self.stage_coders[i].decode_single(deltas[torch.arange(len(cls)), cls],
-                                                               torch.cat(stage_rois))
-                    parts = moved.split([len(r) for r in stage_rois])
-                    rois = [box_ops.clip_boxes_to_image(b, shape)[~s[3]]
-                            for b, shape, s in zip(parts, image_shapes, sampled)]
+                    moved = self.refine(i, stage_rois, logits, flat_deltas, image_shapes, labels)
+                rois = [r[~s[3]] for r, s in zip(moved, sampled)]  # the added ground-truth boxes dropped
         return losses
 
 
