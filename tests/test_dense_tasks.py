@@ -3,6 +3,7 @@ meters) on tiny batches, and ``engine.train`` / ``engine.evaluate`` end to end o
 keys, resume, eval of our checkpoint), with nothing task-specific in the engine."""
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,78 @@ def test_segmentation_paper_recipes_decay_as_the_official_configs():
     # the backbone has no position-embedding tables: the exempt names are the norms
     assert decay_groups(upernet, model, 6e-5) == {0.01: {n for n in names if "norm" not in n},
                                                   0.0: {n for n in names if "norm" in n}}
+
+
+# (config, lr at its global batch, drop path, heatmap sigma, warm-up epochs ~ 500 iterations): the official
+# pose_estimation/exp/top_down_<size>_global_<model>/config.py values, 8 GPUs
+OFFICIAL_POSE = {"top_down_256x192_global_small": (2e-3, 1024, 0.2, 2.0, 4),
+                 "top_down_256x192_global_base": (2e-3, 1024, 0.4, 2.0, 4),
+                 "top_down_384x288_global_small": (2e-3, 1024, 0.2, 3.0, 4),
+                 "top_down_384x288_global_base": (5e-4, 256, 0.5, 3.0, 1),
+                 "top_down_448x320_global_small": (1e-3, 512, 0.2, 3.0, 2),
+                 "top_down_448x320_global_base": (5e-4, 256, 0.55, 3.0, 1)}
+
+
+@pytest.mark.parametrize("config", sorted(OFFICIAL_POSE))
+def test_pose_paper_recipes_are_the_official_configs(config):
+    """Each config's lr (at its batch on 8 GPUs), drop path, heatmap sigma and fp16; AdamW wd 0.01 on every
+    parameter but relative_position_bias_table (paramwise_cfg.custom_keys: biases and norms are decayed)."""
+    from uniformer.engine.recipe import global_batch, scaled_lr
+
+    lr, batch, drop_path, sigma, warmup = OFFICIAL_POSE[config]
+    cfg = resolve_train_config(load_params(), "coco_pose", "paper", config)
+    assert global_batch(cfg, 8) == batch and scaled_lr(cfg, 8) == pytest.approx(lr, rel=1e-12)
+    assert (cfg["drop_path"], cfg["heatmap_sigma"], cfg["warmup_epochs"]) == (drop_path, sigma, warmup)
+    assert (cfg["opt"], cfg["weight_decay"], cfg["amp"], cfg["epochs"], cfg["decay_milestones"]) == (
+        "adamw", 0.01, "fp16", 210, [170, 200])
+    if config == "top_down_256x192_global_small":
+        from uniformer.models.pose import build_pose_model
+        model = build_pose_model(config, **TINY["model_kwargs"])
+        model.backbone.register_parameter("relative_position_bias_table", torch.nn.Parameter(torch.zeros(3)))
+        names = {n for n, _ in model.named_parameters()}
+        assert decay_groups(cfg, model, lr) == {0.01: names - {"backbone.relative_position_bias_table"},
+                                                0.0: {"backbone.relative_position_bias_table"}}
+
+
+def _trained_configs():
+    """Every official dense experiment that is trained (not the ``__test_config`` evaluations), by data set."""
+    names = sorted(p.stem for p in (Path(__file__).parent / "data" / "full_manifests").glob("*.json")
+                   if "__test_config" not in p.stem and not p.stem.startswith("mmdet_"))
+    dataset = lambda n: "coco_pose" if n.startswith("top_down") else "ade20k" if n.startswith(("fpn", "upernet")) \
+        else "coco"  # noqa: E731
+    return [(dataset(n), n) for n in names]
+
+
+@pytest.mark.parametrize("dataset,config", _trained_configs())
+def test_dense_paper_recipes_start_from_the_official_imagenet_checkpoint(dataset, config):
+    """Each official dense experiment's drop path is its manifest's ``drop_path_rate``, and its backbone starts
+    from the ImageNet checkpoint its run.sh names (S / B; the light XXS / XS from their 224 px files)."""
+    manifest = json.loads((Path(__file__).parent / "data" / "full_manifests" / f"{config}.json").read_text())
+    cfg = resolve_train_config(load_params(), dataset, "paper", config)
+    assert cfg["drop_path"] == manifest["backbone_ctor_overrides"]["drop_path_rate"]
+    size = next(s for s in ("xxs", "xs", "small", "base") if config.endswith(s) or f"_{s}_" in f"{config}_")
+    want = {"xxs": "uniformer_xxs_224_in1k.pth", "xs": "uniformer_xs_224_in1k.pth"}.get(size, f"uniformer_{size}_in1k.pth")
+    assert Path(cfg["backbone_init"]).name == want
+    assert resolve_train_config(load_params(), dataset, "smoke")["backbone_init"] is None  # smoke: from scratch
+
+
+@pytest.mark.parametrize("dataset,config,classifier", [("ade20k", "fpn_xxs", "uniformer_xxs"),
+                                                        ("coco_pose", "top_down_256x192_global_small", "uniformer_small")])
+def test_backbone_init_loads_the_imagenet_trunk(dataset, config, classifier, tmp_path):
+    """``backbone_init`` puts the ImageNet trunk into the segmentor's / pose model's backbone (classifier
+    ignored); a missing file is a clear error naming it."""
+    import timm
+
+    from uniformer.config import ConfigError
+    net = timm.create_model(classifier)
+    torch.save({"model": net.state_dict()}, tmp_path / "in1k.pth")
+    cfg = resolve_train_config(load_params(), dataset, "smoke", config)
+    cfg.update(model_kwargs={}, backbone_init=str(tmp_path / "in1k.pth"))
+    task = get_dataset(dataset).task
+    backbone = task.build_model(cfg, 150).backbone.state_dict()
+    for key in ("patch_embed1.proj.0.weight" if classifier.endswith("xxs") else "patch_embed1.proj.weight",
+                "blocks3.0.mlp.fc1.weight"):
+        assert torch.equal(backbone[key], net.state_dict()[key])
+    cfg["backbone_init"] = str(tmp_path / "missing.pth")
+    with pytest.raises(ConfigError, match="missing.pth.*backbone_init=null"):
+        task.build_model(cfg, 150)

@@ -2,9 +2,30 @@
 (``models.dense_catalog``), the whole model profiled at the published FLOPs input, and several published metrics
 per row besides the primary one.
 """
+import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..config import ConfigError
 from .base import Column
+
+
+def init_backbone(backbone, path: Optional[str]) -> None:
+    """Recipe key ``backbone_init``: an ImageNet checkpoint (ours or official) into a dense model's backbone, as
+    the official configs' ``pretrained`` (``models.checkpoint.load_into_dense_backbone``: classifier and final
+    norm ignored, dense norms fresh); null trains from scratch."""
+    if not path:
+        return
+    from ..models.checkpoint import CheckpointError, load_into_dense_backbone
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such ImageNet checkpoint (recipe key backbone_init); download it or set "
+                          "backbone_init=null to train from scratch")
+    try:
+        ignored, fresh = load_into_dense_backbone(backbone, path)
+    except CheckpointError as e:
+        raise ConfigError(f"{path} (backbone_init): {e}") from None
+    print(f"initial weights: backbone from {path} ({len(ignored)} classifier keys ignored, {len(fresh)} dense norms "
+          "fresh)", file=sys.stderr)
 
 
 class DenseTableMixin:

@@ -11,7 +11,6 @@ mmdet's test (``models.detection``: resize inside the model, float-box mask past
 (``engine.coco_eval``): bbox and segm AP, AP50, AP75, APs/m/l in %.
 """
 import random
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -32,7 +31,7 @@ from ..profiling.optimize import InferenceModel
 from .base import (Column, DatasetSpec, TableSpec, Task, _to, accuracy_columns, register_dataset, register_table,
                    register_task, speed_columns)
 from .dense_data import DenseData, check_action, synth_action
-from .dense_table import DenseTableMixin
+from .dense_table import DenseTableMixin, init_backbone
 
 IOU_TYPES = {"box": "bbox", "mask": "segm"}  # metric prefix -> pycocotools iouType
 MULTISCALE_KEYS = {"short_sides", "crop_short_sides", "crop_size"}  # train.coco.*.multiscale (``multiscale_sample``)
@@ -222,20 +221,6 @@ class DetectionMeter:
                    for s in STAT_NAMES}, "samples": len(self.image_ids)}
 
 
-def load_backbone_init(model, path: str) -> str:
-    """An ImageNet checkpoint (ours or official) into the detector's backbone, as mmdet's ``Pretrained`` init
-    (``models.checkpoint.load_into_dense_backbone``: classifier and final norm ignored, norm1..4 fresh)."""
-    from ..models.checkpoint import CheckpointError, load_into_dense_backbone
-    if not Path(path).is_file():
-        raise ConfigError(f"{path}: no such ImageNet checkpoint (recipe key backbone_init); download it or set "
-                          "backbone_init=null to train from scratch")
-    try:
-        ignored, fresh = load_into_dense_backbone(model.backbone.body, path)
-    except CheckpointError as e:
-        raise ConfigError(f"{path} (backbone_init): {e}") from None
-    return f"backbone from {path} ({len(ignored)} classifier keys ignored, {len(fresh)} dense norms fresh)"
-
-
 class InstanceSegmentation(DenseTableMixin, Task):
     name = "instance_segmentation"
     # img_scale (long, short) and hflip: the training pipeline; backbone_init: an ImageNet checkpoint (or null);
@@ -256,8 +241,7 @@ class InstanceSegmentation(DenseTableMixin, Task):
         model = build_detector(cfg["model"], num_classes, drop_path_rate=float(cfg["drop_path"]),
                                **(cfg.get("model_kwargs") or {}))
         set_test_scale(model, cfg["img_scale"])
-        if cfg.get("backbone_init"):
-            print(f"initial weights: {load_backbone_init(model, cfg['backbone_init'])}", file=sys.stderr)
+        init_backbone(model.backbone.body, cfg.get("backbone_init"))
         return model
 
     def create_model(self, name, num_classes, model_kwargs):

@@ -32,7 +32,7 @@ from ..models.pose import build_pose_model, joints_mse_loss, pose_input_size
 from .base import (Column, DatasetSpec, TableSpec, Task, accuracy_columns, register_dataset, register_table,
                    register_task, speed_columns)
 from .dense_data import DenseData, check_action, synth_action
-from .dense_table import DenseTableMixin
+from .dense_table import DenseTableMixin, init_backbone
 
 UPPER_BODY = tuple(range(11))  # COCO joints 0-10: head, shoulders, arms (mmpose's upper_body_ids)
 
@@ -224,7 +224,7 @@ class KeypointMeter:
 class TopDownPose(DenseTableMixin, Task):
     name = "top_down_pose"
     recipe_keys = ("image_size", "heatmap_sigma", "flip_prob", "half_body_prob", "scale_factor", "rot_factor",
-                   "rot_prob", "flip_test", "decay_milestones", "decay_rate")
+                   "rot_prob", "flip_test", "backbone_init", "no_decay_keys", "decay_milestones", "decay_rate")
     metrics = ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR")
 
     def check_recipe(self, cfg, where):
@@ -234,8 +234,10 @@ class TopDownPose(DenseTableMixin, Task):
                               "the heatmaps are the crop / 4)")
 
     def build_model(self, cfg, num_classes):
-        return build_pose_model(cfg["model"], drop_path_rate=float(cfg["drop_path"]),
-                                **(cfg.get("model_kwargs") or {}))
+        model = build_pose_model(cfg["model"], drop_path_rate=float(cfg["drop_path"]),
+                                 **(cfg.get("model_kwargs") or {}))
+        init_backbone(model.backbone, cfg.get("backbone_init"))
+        return model
 
     def create_model(self, name, num_classes, model_kwargs):
         return build_pose_model(name, **model_kwargs)

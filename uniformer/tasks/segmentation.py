@@ -31,7 +31,7 @@ from ..models.segmentation import build_segmentor, segmentation_loss
 from .base import (Column, DatasetSpec, TableSpec, Task, accuracy_columns, register_dataset, register_table,
                    register_task, speed_columns)
 from .dense_data import DenseData, check_action, synth_action
-from .dense_table import DenseTableMixin
+from .dense_table import DenseTableMixin, init_backbone
 
 
 # --- training pipeline (mmseg 0.13: Resize ratio_range, RandomCrop cat_max_ratio, RandomFlip,
@@ -233,12 +233,14 @@ class SemanticSegmentation(DenseTableMixin, Task):
     # mmseg training pipeline; decay_*: the scheduler's step milestones / poly power, no_decay_keys: mmcv's
     # custom_keys (``engine.recipe``)
     recipe_keys = ("img_scale", "ratio_range", "crop_size", "cat_max_ratio", "hflip", "photometric",
-                   "no_decay_keys", "decay_milestones", "decay_rate")
+                   "backbone_init", "no_decay_keys", "decay_milestones", "decay_rate")
     metrics = ("mIoU", "mAcc", "aAcc")
 
     def build_model(self, cfg, num_classes):
-        return build_segmentor(cfg["model"], num_classes, drop_path_rate=float(cfg["drop_path"]),
-                               **(cfg.get("model_kwargs") or {}))
+        model = build_segmentor(cfg["model"], num_classes, drop_path_rate=float(cfg["drop_path"]),
+                                **(cfg.get("model_kwargs") or {}))
+        init_backbone(model.backbone, cfg.get("backbone_init"))
+        return model
 
     def create_model(self, name, num_classes, model_kwargs):
         return build_segmentor(name, num_classes, **model_kwargs)
