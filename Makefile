@@ -31,11 +31,15 @@ $(STAMP): pyproject.toml requirements.lock | $(VPY)
 
 venv: $(STAMP)
 
+# pytest-xdist: one worker per core (TEST_WORKERS), each with one intra-op thread (tests/conftest.py); a test
+# file stays on one worker, so its module fixtures (one smoke training) are built once.
+TEST_WORKERS ?= 2
+
 test: venv
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: venv
-	$(VPY) -m pytest -q -m "not e2e"
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not e2e"
 
 # The main job: every paper table reproduced so far, on the active profile (smoke by default).
 reproduce: venv

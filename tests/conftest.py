@@ -8,6 +8,13 @@ import torch
 # Tests never log to the project's MLflow store unless they set their own MLFLOW_TRACKING_URI.
 os.environ.setdefault("UNIFORMER_NO_MLFLOW", "1")
 
+# `make test` runs pytest-xdist workers, one per core: each worker (and every command it starts) gets one
+# intra-op thread, as two workers with two OpenMP threads each on 2 cores spin on each other's barriers (measured:
+# 4x slower, see ``one_thread``).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 DATA = Path(__file__).parent / "data"
 
 
