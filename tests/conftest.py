@@ -28,6 +28,12 @@ def image_manifests():
                   if not p.stem.startswith(("video_", "det_", "seg_", "pose_")))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The long ``e2e`` files first (a stable sort): xdist hands out whole files in this order, so the two
+    workers end together instead of one running the last long file alone."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
