@@ -34,12 +34,12 @@ def test_layout_marker_manifest_and_determinism(synth, tmp_path):
         write_synthetic_ade20k(tmp_path / "user", train=1, val=0)
 
 
-def test_annotations_are_indexed_pngs_with_other_and_several_classes(synth):
+def test_annotations_are_grey_pngs_with_other_and_several_classes(synth):
     out, _ = synth
     labels = set()
     for _, ann in list_pairs(out, "train") + list_pairs(out, "val"):
         with Image.open(ann) as im:
-            assert im.mode == "P"
+            assert im.format == "PNG" and im.mode == "L"  # ADEChallengeData2016: 8-bit grey class indices
         labels |= set(np.unique(read_annotation(ann)).tolist())
     assert 0 in labels and len(labels - {0}) >= 2 and max(labels) <= 5
 

@@ -1,8 +1,8 @@
 """A small synthetic data set in the exact ADE20K layout, for smoke runs and tests (no download).
 
 Each image is a textured background (label 0, "other") with a few filled shapes; every shape class has its own
-colour family, shape and stripe texture, so a segmenter has to use colour and form. The annotation is an
-indexed PNG (mode P) holding the class index per pixel (0 = other, 1..classes), as ADE20K's.
+colour family, shape and stripe texture, so a segmenter has to use colour and form. The annotation is an 8-bit
+grey PNG (mode L) holding the class index per pixel (0 = other, 1..classes), as ADEChallengeData2016's.
 
 Deterministic: each image draws from its own RNG seeded by (seed, split, index) and files are written with
 fixed encoder settings, so the same arguments give byte-identical files; ``manifest.json`` (sha256 per file
@@ -23,12 +23,6 @@ from .synth_out import manifest_sha256, prepare_out
 
 SHAPES = ("ellipse", "rectangle", "triangle")
 SPLIT_CODES = {"train": 0, "val": 1}
-
-
-def _palette() -> list:
-    """A fixed palette for the indexed annotations (index k -> a distinct colour; only for viewing)."""
-    rng = np.random.default_rng(0)
-    return [0, 0, 0] + rng.integers(0, 256, size=255 * 3).tolist()
 
 
 def _shape(draw: ImageDraw.ImageDraw, kind: str, box, fill) -> None:
@@ -70,8 +64,7 @@ def draw_sample(classes: int, size: int, rng: np.random.Generator):
 
 
 def _png(label: np.ndarray) -> bytes:
-    im = Image.fromarray(label.astype(np.uint8), mode="L").convert("P")
-    im.putpalette(_palette())
+    im = Image.fromarray(label.astype(np.uint8), mode="L")
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()

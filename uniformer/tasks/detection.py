@@ -1,8 +1,9 @@
 """COCO detection and instance segmentation: Mask R-CNN on the UniFormer dense backbones (the paper's COCO rows).
 
 Data set ``coco``: ``annotations/instances_{train,val}2017.json`` + ``{train,val}2017/`` (``data.coco``), its
-checker and synthetic twin (``data.check_coco``, ``data.synth_coco``). No table is registered yet (the report
-columns, workflow target and gate baseline come with it): ``uniformer train|eval coco`` only.
+checker and synthetic twin (``data.check_coco``, ``data.synth_coco``); the ``coco`` table: one row per published
+experiment (``models.dense_catalog``: Mask R-CNN 1x / 3x+MS and Cascade Mask R-CNN 3x+MS), box and mask AP,
+whole-detector params and GFLOPs at 800x1280 with the backbone's share.
 
 Training follows mmdet 2.11's pipeline: keep-ratio resize to the recipe's ``img_scale`` (long, short) with mmcv's
 rounding, flip 0.5, images without a usable object left out (``filter_empty_gt``); the model normalises and pads

@@ -1,8 +1,8 @@
 """Semantic segmentation: ADE20K (the paper's Semantic FPN and UperNet rows).
 
 Data set ``ade20k``: the mmseg layout ``images/{training,validation}/*.jpg`` + ``annotations/.../*.png``
-(``data.ade20k``), its checker and synthetic twin (``data.check_ade20k``, ``data.synth_ade20k``). No table is
-the ``ade20k`` table: one row per published experiment (``models.dense_catalog``: Semantic FPN and UperNet,
+(``data.ade20k``), its checker and synthetic twin (``data.check_ade20k``, ``data.synth_ade20k``); the ``ade20k``
+table: one row per published experiment (``models.dense_catalog``: Semantic FPN and UperNet,
 each global-trained model under its three test configs), mIoU single scale and MS+flip, whole-segmentor
 params and GFLOPs at 512x2048.
 
