@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from uniformer.data.check_coco_pose import check_coco_pose
-from uniformer.data.coco_pose import DET_FILE, ann_file, load_instances
+from uniformer.data.coco_pose import DET_FILE, ann_file, clean_box, load_instances
 from uniformer.data.synth_coco_pose import write_synthetic_coco_pose
 from uniformer.data.synth_out import MARKER
-from uniformer.engine.pose_metrics import keypoint_ap
+from uniformer.engine.pose_metrics import keypoint_ap, person_box_ap
 from uniformer.engine.pose_protocol import oks_nms
 
 
@@ -36,6 +36,13 @@ def test_reader_detected_and_ground_truth_boxes(synth):
     assert len(load_instances(out, "val", det_bbox_thr=0.4)) == sum(d["score"] >= 0.4 for d in dets)
     gt = load_instances(out, "train", det_file=None)
     assert gt and gt[0].keypoints.shape == (17, 3) and gt[0].scale[0] / gt[0].scale[1] == pytest.approx(0.75)
+
+
+def test_ground_truth_boxes_are_cleaned_as_mmpose():
+    # inclusive corners (w - 1, h - 1), clipped to a 100x80 image; nothing left -> None
+    assert clean_box([10, 20, 30, 40], 100, 80) == [10, 20, 29, 39]
+    assert clean_box([-5, 70, 200, 30], 100, 80) == [0, 70, 99, 9]
+    assert clean_box([10, 20, 1, 40], 100, 80) is None and clean_box([120, 20, 10, 10], 100, 80) is None
 
 
 def test_checker(synth, tmp_path):
@@ -74,3 +81,14 @@ def test_keypoint_ap_perfect_and_nms_duplicates(synth):
     kp = np.array(results[0]["keypoints"]).reshape(17, 3)
     keep = oks_nms(np.stack([kp, kp + [0.5, 0, 0]]), np.array([1.0, 0.5]), np.array([1e4, 1e4]))
     assert keep == [0]
+
+
+def test_person_box_ap_of_a_detection_file(synth, tmp_path):
+    out, _ = synth
+    people = [a for a in json.loads(ann_file(out, "val").read_text())["annotations"] if not a.get("iscrowd", 0)]
+    exact = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in people]
+    off = [{**d, "bbox": [d["bbox"][0] + 1000, *d["bbox"][1:]]} for d in exact]  # no overlap with any person
+    for name, dets, ap in (("exact", exact, 1.0), ("off", off, 0.0), ("other_class", [
+            {**d, "category_id": 2} for d in exact], 0.0)):
+        (tmp_path / name).write_text(json.dumps(dets))
+        assert person_box_ap(ann_file(out, "val"), tmp_path / name) == pytest.approx(ap), name

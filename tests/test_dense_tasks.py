@@ -15,6 +15,7 @@ from uniformer.data.coco_pose import DET_FILE
 from uniformer.data.synth_ade20k import write_synthetic_ade20k
 from uniformer.data.synth_coco_pose import write_synthetic_coco_pose
 from uniformer.engine.evaluate import evaluate
+from uniformer.engine.pose_metrics import person_box_ap
 from uniformer.engine.recipe import resolve_train_config
 from uniformer.engine.seg_metrics import ConfusionMatrix
 from uniformer.engine.train import train
@@ -97,7 +98,9 @@ def test_pose_hooks(pose):
     assert n == 3 and torch.isfinite(loss)
     test_set, protocol = data.test_set(eval_cfg, model, data.classes(), cfg)
     assert protocol["boxes"] == "ground truth" and protocol["flip_test"]
-    detected, _ = data.test_set({**eval_cfg, "det_file": DET_FILE}, model, data.classes(), cfg)  # the paper's
+    detected, det_protocol = data.test_set({**eval_cfg, "det_file": DET_FILE}, model, data.classes(), cfg)
+    ap = person_box_ap(detected.ann_file, pose / DET_FILE)
+    assert 0 < ap < 1 and det_protocol["boxes"] == f"{Path(DET_FILE).name} (person AP {100 * ap:.1f})"
     dets = json.loads((pose / DET_FILE).read_text())
     assert len(detected) == len(dets) and {i.score for i in detected.instances} == {d["score"] for d in dets}
     inputs, metas = task.to_device(*_batch(task, test_set, len(test_set)), torch.device("cpu"), False)

@@ -34,6 +34,15 @@ class Instance:
     keypoints: Optional[np.ndarray] = None  # (17, 3) x, y, visibility for ground-truth instances
 
 
+def clean_box(bbox, width: int, height: int) -> Optional[List[float]]:
+    """mmpose 0.16's ground-truth box cleaning: clip to the image, width and height minus 1 (inclusive pixel
+    corners); None where nothing is left."""
+    x, y, w, h = bbox
+    x1, y1 = max(0, x), max(0, y)
+    x2, y2 = min(width - 1, x1 + max(0, w - 1)), min(height - 1, y1 + max(0, h - 1))
+    return [x1, y1, x2 - x1, y2 - y1] if x2 > x1 and y2 > y1 else None
+
+
 def load_instances(root: os.PathLike, split: str = "val", image_size=(192, 256), det_file: Optional[str] = DET_FILE,
                    det_bbox_thr: float = 0.0) -> List[Instance]:
     """Crops of a split: from the detection results (the published test, every person box with score >=
@@ -49,10 +58,13 @@ def load_instances(root: os.PathLike, split: str = "val", image_size=(192, 256),
             c, s = box_to_center_scale(det["bbox"], image_size)
             out.append(Instance(det["image_id"], images[det["image_id"]], c, s, float(det["score"])))
         return out
+    sizes = {im["id"]: (im["width"], im["height"]) for im in coco["images"]}
     for ann in coco["annotations"]:
-        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0 or min(ann["bbox"][2:]) <= 0:
+        box = clean_box(ann["bbox"], *sizes[ann["image_id"]])
+        if (ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0 or max(ann["keypoints"]) == 0
+                or box is None or ann.get("area", 1) <= 0):
             continue
-        c, s = box_to_center_scale(ann["bbox"], image_size)
+        c, s = box_to_center_scale(box, image_size)
         out.append(Instance(ann["image_id"], images[ann["image_id"]], c, s, 1.0,
                             np.asarray(ann["keypoints"], np.float32).reshape(17, 3)))
     return out
