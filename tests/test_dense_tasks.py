@@ -65,27 +65,37 @@ def test_segmentation_hooks(ade):
     assert n == 2 and loss.requires_grad and torch.isfinite(loss)
     test_set, protocol = data.test_set(eval_cfg, model, classes, cfg)
     assert protocol["align"] is True and protocol["img_scale"] == [128, 64]  # fpn: AlignResize; training's scale
+    assert protocol["ms_ratios"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and protocol["views"] == 1 + 12
     inputs, labels = task.to_device(*_batch(task, test_set, 2), torch.device("cpu"), False)
     model.eval()
     preds = task.predict(model, inputs)
-    assert [p.shape for p in preds] == [lab.shape for lab in labels]  # original resolution
+    assert [(ss.shape, ms.shape) for ss, ms in preds] == [(lab.shape,) * 2 for lab in labels]  # original size
     meter = task.meter(4, test_set)
     meter.update(preds, labels)
     s = meter.summary()
-    assert s["samples"] == 2 and set(task.metrics) <= set(s)
+    assert s["samples"] == 2 and set(task.metrics) <= set(s) and {f"{m}_ms" for m in task.metrics} <= set(s)
     again = SegMeter(4).load_vector(meter.as_vector())  # the all-reduce round trip
     assert again.summary() == s
+    single, protocol = data.test_set({**eval_cfg, "ms_ratios": None}, model, classes, cfg)
+    assert protocol["views"] == 1 and task.predict(model, [single[0][0]])[0][1] is None
 
 
-def test_seg_meter_is_the_confusion_matrix():
+def test_seg_meter_is_the_confusion_matrix_of_each_test():
     rng = np.random.default_rng(0)
-    gt, pred = rng.integers(0, 3, (2, 5, 7)), rng.integers(0, 3, (2, 5, 7))
+    gt, pred, pred_ms = rng.integers(0, 3, (2, 5, 7)), rng.integers(0, 3, (2, 5, 7)), rng.integers(0, 3, (2, 5, 7))
     gt[0, 0] = 255
-    meter, cm = SegMeter(3), ConfusionMatrix(3)
-    meter.update(list(pred), list(gt))
-    for p, g in zip(pred, gt):
+    meter, cm, cm_ms = SegMeter(3), ConfusionMatrix(3), ConfusionMatrix(3)
+    meter.update(list(zip(pred, pred_ms)), list(gt))
+    for p, q, g in zip(pred, pred_ms, gt):
         cm.add(p, g)
-    assert meter.summary() == {**cm.summary(), "samples": 2}
+        cm_ms.add(q, g)
+    ms = {f"{k}_ms": v for k, v in cm_ms.summary().items()}
+    assert ms["mIoU_ms"] != cm.summary()["mIoU"] and meter.summary() == {**cm.summary(), **ms, "samples": 2}
+    single = SegMeter(3)
+    single.update([(p, None) for p in pred], list(gt))  # single scale only: no *_ms keys
+    assert single.summary() == {**cm.summary(), "samples": 2}
+    csv = meter.per_class_csv(["a", "b", "c"]).splitlines()
+    assert csv[0] == "label,class,iou,acc,iou_ms,acc_ms" and len(csv) == 4
 
 
 def test_pose_hooks(pose):

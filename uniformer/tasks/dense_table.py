@@ -43,13 +43,12 @@ class DenseTableMixin:
     def profile_fields(self, entry) -> Dict[str, Any]:
         return {"img_size": entry.img_size}
 
-    def metric_fields(self, entry, ev: Optional[Dict], comparable: bool,
-                      measured: Optional[Dict[str, Optional[float]]] = None) -> Dict[str, Any]:
+    def metric_fields(self, entry, ev: Optional[Dict], comparable: bool) -> Dict[str, Any]:
         """``<col>_published`` / ``<col>`` / ``<col>_delta`` of each extra metric (Δ only on the real data)."""
         out = {}
         for col, key, _ in self.extra_metrics:
             pub = _num(entry.row.get(col))
-            got = (measured or {}).get(col, ev.get(key) if ev else None)
+            got = ev.get(key) if ev else None
             out.update({f"{col}_published": pub, col: got,
                         f"{col}_delta": got - pub if comparable and got is not None and pub is not None else None})
         return out
