@@ -147,6 +147,8 @@ def test_train_resume_eval(dataset, ade, pose, tmp_path):
     m = evaluate(str(out / "last.pth"), eval_cfg, dict(cfg["data"]), dataset=dataset, out=str(tmp_path / "eval"),
                  progress=False)
     assert all(k in m for k in task.metrics) and m["checkpoint_kind"] == "ours"
+    if dataset == "ade20k":  # the smoke eval runs MS+flip too
+        assert m["views"] == 13 and all(0 < m[k] <= 100 for k in ("mIoU_ms", "mAcc_ms", "aAcc_ms"))
     # the eval of the last weights is the last epoch's validation (same protocol, same boxes)
     assert m[primary] == pytest.approx(result[f"val_{primary}"], abs=1e-6)
 

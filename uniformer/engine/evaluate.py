@@ -164,7 +164,8 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
         "provenance": provenance,
         "checkpoint_kind": "ours" if ours else "official", "weights": taken,
         "model_kwargs": train_cfg.get("model_kwargs") or {},  # e.g. a reduced depth: the table's model column says so
-        **{k: s[k] for k in task.metrics}, "samples": s["samples"],
+        **{k: s[k] for k in task.metrics}, **{k: s[k] for k in task.optional_metrics if k in s},
+        "samples": s["samples"],
         "num_classes": num_classes, "classes_in_val": len(classes), "class_index": data.class_index_desc(),
         "skipped_samples": skipped, "img_per_s": s["samples"] / max(wall_s, 1e-9),
         "model_img_per_s": s["samples"] / max(model_s, 1e-9), "views": views,
@@ -183,12 +184,13 @@ def evaluate(checkpoint: str, cfg: Dict[str, Any], data_cfg: Dict[str, Any], dat
                    tags={"dataset": dataset, "dataset_manifest": manifest, "data_source": metrics["data_source"],
                          "checkpoint_kind": metrics["checkpoint_kind"]}) as mlrun:
         if mlrun is not None:
-            mlrun.log_metrics({k: metrics[k] for k in (*task.metrics, "img_per_s", "model_img_per_s",
-                                                       "skipped_samples", "samples")})
+            mlrun.log_metrics({k: metrics[k] for k in (*task.metrics, *task.optional_metrics, "img_per_s",
+                                                       "model_img_per_s", "skipped_samples", "samples")
+                               if k in metrics})
             mlrun.log_artifact(out_dir / "metrics.json")
             for name in files:
                 mlrun.log_artifact(out_dir / name)
-    scores = "  ".join(f"{k} {s[k]:.4g}" for k in task.metrics)
+    scores = "  ".join(f"{k} {s[k]:.4g}" for k in (*task.metrics, *task.optional_metrics) if k in s)
     print(f"{model_name} ({taken}, {precision}, {views} view(s)): {scores}  "
           f"{metrics['img_per_s']:.1f} samples/s  -> {out_dir}", file=sys.stderr)
     return metrics

@@ -74,6 +74,7 @@ class Task:
     recipe_keys: Tuple[str, ...] = ()
     # eval metrics in metrics.json (val_<metric> in training); the first, higher = better, picks best.pth
     metrics: Tuple[str, ...] = ()
+    optional_metrics: Tuple[str, ...] = ()  # summary keys only some protocols give (e.g. ADE20K's MS+flip)
     channels_last: str = "channels_last"  # torch memory format name for the model and its inputs
 
     def check_recipe(self, cfg: Dict[str, Any], where: str) -> None:

@@ -249,6 +249,7 @@ class SemanticSegmentation(DenseTableMixin, Task):
     recipe_keys = ("img_scale", "ratio_range", "crop_size", "cat_max_ratio", "hflip", "photometric",
                    "backbone_init", "no_decay_keys", "decay_milestones", "decay_rate")
     metrics = ("mIoU", "mAcc", "aAcc")
+    optional_metrics = ("mIoU_ms", "mAcc_ms", "aAcc_ms")  # where the eval runs MS+flip (``ms_ratios``)
 
     def build_model(self, cfg, num_classes):
         model = build_segmentor(cfg["model"], num_classes, drop_path_rate=float(cfg["drop_path"]),
