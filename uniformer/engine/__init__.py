@@ -10,8 +10,12 @@ One concept per module:
 - ``train``         ``uniformer train <dataset>``;
 - ``evaluate``      ``uniformer eval <dataset>``;
 - ``coco_eval``     COCO bbox / segm AP with pycocotools;
-- ``seg_protocol`` / ``seg_metrics`` / ``seg_eval``   the published ADE20K test (resize, whole inference, MS+flip)
-                    and aAcc / mIoU / mAcc from one confusion matrix;
-- ``pose_protocol`` / ``pose_metrics`` / ``pose_eval`` the published COCO top-down test (crops, flip, decoding,
-                    OKS-NMS) and keypoint AP (pycocotools).
+- ``seg_protocol`` / ``seg_metrics``   the published ADE20K test (resize, whole inference, MS+flip) and
+                    aAcc / mIoU / mAcc from one confusion matrix;
+- ``pose_protocol`` / ``pose_metrics`` the published COCO top-down test (crops, flip, decoding, OKS-NMS) and
+                    keypoint AP (pycocotools).
+
+The dense tasks' evaluation loops are ``evaluate``'s, with the task's meter (``tasks.segmentation.SegMeter``,
+``tasks.pose.KeypointMeter``, ``tasks.detection``): one path for ``uniformer eval``, training's validation and
+the tests.
 """

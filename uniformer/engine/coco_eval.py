@@ -74,18 +74,3 @@ def evaluate_outputs(coco_gt, outputs: Mapping[int, Mapping[str, torch.Tensor]],
     categories = CategoryMap(coco_gt.cats)
     results = [r for image_id, output in outputs.items() for r in to_coco_results(image_id, output, categories)]
     return evaluate_results(coco_gt, results, iou_types)
-
-
-@torch.no_grad()
-def evaluate_detector(model, dataset, device="cpu", iou_types: Iterable[str] = ("bbox", "segm"),
-                      limit: int = None) -> Dict[str, Dict[str, float]]:
-    """Run ``model`` (torchvision detection API) over a ``CocoInstances`` set one image at a time, as mmdet's
-    test (batch 1), and score it; each output becomes RLE results at once so full-size masks never pile up.
-    ``limit``: only the first images (smoke runs); AP is then over those images only."""
-    model.eval().to(device)
-    results, image_ids = [], []
-    for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
-        image, target = dataset[i]
-        image_ids.append(int(target["image_id"]))
-        results += to_coco_results(image_ids[-1], model([image.to(device)])[0], dataset.categories)
-    return evaluate_results(dataset.coco, results, iou_types, image_ids=image_ids)
