@@ -47,6 +47,26 @@ def test_synthetic_content_has_every_case(coco):
     assert len({a["image_id"] for a in anns}) == len(images)
 
 
+def test_reader_leaves_out_the_boxes_mmdet_leaves_out(coco, tmp_path):
+    """mmdet 2.11's ``_parse_ann_info``: no overlap with the image, under 1 px, or area 0 (the official
+    train2017 holds such, e.g. annotation 918: bbox [296.65, 388.33, 1.03, 0.0], area 0) -> not a target."""
+    root = tmp_path / "edited"
+    shutil.copytree(coco, root)
+    raw = _ann(root)
+    image = raw["images"][0]
+    w, h = image["width"], image["height"]
+    base = next(a for a in raw["annotations"] if a["image_id"] == image["id"] and not a["iscrowd"])
+    bad = [[w + 1, 0, 5, 5], [2, 2, 0.5, 5], [2, 2, 1.03, 0.0]]
+    next_id = max(a["id"] for a in raw["annotations"]) + 1
+    raw["annotations"] += [{**base, "id": next_id + k, "bbox": box, "area": box[2] * box[3]}
+                           for k, box in enumerate(bad)]
+    raw["annotations"].append({**base, "id": next_id + 3, "bbox": [w + 1, 0, 5, 5], "iscrowd": 1})
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(raw))
+    before = CocoInstances(coco, "val").target(image["id"])
+    after = CocoInstances(root, "val").target(image["id"])
+    assert torch.equal(before["boxes"], after["boxes"]) and torch.equal(before["crowd_boxes"], after["crowd_boxes"])
+
+
 def test_reader_targets(coco):
     ds = CocoInstances(coco, "val")
     cats = sorted(c["id"] for c in CATEGORIES)

@@ -79,7 +79,8 @@ def _check_annotation(ann: dict, img: dict, known_cats: set, where: str, report:
         return
     x, y, bw, bh = box
     if bw <= 0 or bh <= 0 or ann.get("area", 1) <= 0:
-        report.add(where, "zero-area box", f"annotation {aid}: bbox {box} / area {ann.get('area')} is empty")
+        report.add(where, "zero-area box", f"annotation {aid}: bbox {box} / area {ann.get('area')} is empty "
+                                               "(training leaves it out, as mmdet does; fix or delete it)")
     if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + bw > w + BOX_TOLERANCE or y + bh > h + BOX_TOLERANCE:
         report.add(where, "box outside image", f"annotation {aid}: bbox {box} outside the {w}x{h} image")
 

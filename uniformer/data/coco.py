@@ -65,21 +65,29 @@ class CocoInstances(torch.utils.data.Dataset):
         self.transforms = transforms
         self.ids = sorted(self.coco.imgs)
         if skip_empty:
-            self.ids = [i for i in self.ids if any(self._usable(a) for a in self.coco.imgToAnns.get(i, []))]
+            self.ids = [i for i in self.ids
+                        if any(self._usable(a, self.coco.imgs[i]) for a in self.coco.imgToAnns.get(i, []))]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @staticmethod
-    def _usable(ann: dict) -> bool:
-        w, h = ann["bbox"][2:]
-        return not ann.get("iscrowd", 0) and w >= 1 and h >= 1 and ann.get("area", 1) > 0
+    def _visible(ann: dict, info: dict) -> bool:
+        """mmdet 2.11 ``_parse_ann_info``: a box overlapping the image, at least 1 px wide and high, area > 0."""
+        x, y, w, h = ann["bbox"]
+        overlap_w = max(0, min(x + w, info["width"]) - max(x, 0))
+        overlap_h = max(0, min(y + h, info["height"]) - max(y, 0))
+        return overlap_w * overlap_h > 0 and w >= 1 and h >= 1 and ann.get("area", 1) > 0
+
+    @classmethod
+    def _usable(cls, ann: dict, info: dict) -> bool:
+        return not ann.get("iscrowd", 0) and cls._visible(ann, info)
 
     def target(self, image_id: int) -> Dict[str, torch.Tensor]:
         info = self.coco.imgs[image_id]
         anns = self.coco.imgToAnns.get(image_id, [])
-        objs = [a for a in anns if self._usable(a)]
-        crowd = [a for a in anns if a.get("iscrowd", 0)]
+        objs = [a for a in anns if self._usable(a, info)]
+        crowd = [a for a in anns if a.get("iscrowd", 0) and self._visible(a, info)]  # mmdet's gt_bboxes_ignore
 
         def xyxy(items):
             b = torch.tensor([a["bbox"] for a in items], dtype=torch.float32).reshape(-1, 4)
