@@ -145,6 +145,19 @@ def test_coco_gate_holds_box_and_mask_ap50_each():
     assert not ok and [r[1] for r in rows if r[-1] != "ok"] == ["mask_rcnn_1x_xxs mask_ap50"]
 
 
+def test_ade20k_gate_holds_single_scale_and_ms_flip_miou_each():
+    """The smoke ADE20K bar (mIoU >= 50) holds both tests of the evaluation: a failing MS+flip fails, by name."""
+    spec = get_table("ade20k")
+    ev = {"mIoU": 58.7, "mIoU_ms": 61.2, "samples": 16, "skipped_samples": 0}
+    base = snapshot({"eval": {"fpn_x": ev}, "profile": {}}, spec.gate_metrics)
+    assert set(base["accuracy"]) == {"fpn_x mIoU", "fpn_x mIoU_ms"}
+    tol = {"metric_drop": 10.0, "floor": 50.0, "efficiency_drop": 0.35, "machine_drop": 0.4}
+    assert compare(base, base, tol)[0]
+    bad = snapshot({"eval": {"fpn_x": {**ev, "mIoU_ms": 45.0}}, "profile": {}}, spec.gate_metrics)
+    ok, rows = compare(bad, base, tol)
+    assert not ok and [r[1] for r in rows if r[-1] != "ok"] == ["fpn_x mIoU_ms"]
+
+
 def _write_results(root: Path, top1: float, frac: float, stamp=None):
     spec = get_table("imagenet")
     rows = [{"entry": e.name, "params_m": float(e.row["params_m"]), "gflops": float(e.row["gflops"]),

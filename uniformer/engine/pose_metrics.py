@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+from pathlib import Path
 from typing import Dict, List
 
 from pycocotools.coco import COCO
@@ -30,7 +31,7 @@ def person_box_ap(ann_file: os.PathLike, det_file: os.PathLike) -> float:
     person box of the split: the detector's figure a top-down keypoint AP depends on (the paper's file: 56.4)."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(os.fspath(ann_file))
-        dets = [d for d in json.loads(open(det_file).read()) if d["category_id"] == 1 and d["image_id"] in gt.imgs]
+        dets = [d for d in json.loads(Path(det_file).read_text()) if d["category_id"] == 1 and d["image_id"] in gt.imgs]
         if not dets:
             return 0.0
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")

@@ -43,6 +43,9 @@ class DenseTableMixin:
     def profile_fields(self, entry) -> Dict[str, Any]:
         return {"img_size": entry.img_size}
 
+    def report_fields(self, table, entry, prof, ev, comparable):
+        return self.metric_fields(entry, ev, comparable)
+
     def metric_fields(self, entry, ev: Optional[Dict], comparable: bool) -> Dict[str, Any]:
         """``<col>_published`` / ``<col>`` / ``<col>_delta`` of each extra metric (Δ only on the real data)."""
         out = {}
